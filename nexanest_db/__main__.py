@@ -1,0 +1,4 @@
+from nexanest_db.cli import main
+
+if __name__ == "__main__":
+    main()

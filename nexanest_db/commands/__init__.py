@@ -1,0 +1,1 @@
+"""One module per ``nndb`` command group; each exposes ``app`` (a ``typer.Typer``) or a command function."""

@@ -1,0 +1,405 @@
+"""Per-environment configuration: typed, validated, resolved once at the edge.
+
+Each environment has one TOML file, ``config/<environment>.toml``; the stack
+name is ``<environment>-db``. ``load_environment`` turns it into a frozen
+``EnvironmentConfig`` or raises one ``ConfigError`` line naming the file and
+the field. ``resolve_endpoints`` applies the ADR connection settings
+(``DB_HOST``, ``POSTGRES_HOST``/``_PORT``, ...) from the process environment
+and ``.env.db``. Nothing below the CLI/``main.py`` reads the environment: they
+pass the results of these functions down.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nexanest_db.errors import ConfigError
+
+STACKS: tuple[str, ...] = ("local-db", "dev-db", "staging-db", "prod-db")
+SERVICES: tuple[str, ...] = ("auth", "portfolio", "analytics")
+INSTANCES: tuple[str, ...] = ("postgres", "timescale", "redis")
+PROTECTED_ENVIRONMENTS: frozenset[str] = frozenset({"staging", "prod"})
+DEV_DEFAULT_ENVIRONMENTS: frozenset[str] = frozenset({"local", "dev"})
+
+_DIGEST = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Identifier = Annotated[str, Field(pattern=_IDENTIFIER.pattern)]
+DockerName = Annotated[str, Field(pattern=_DOCKER_NAME.pattern)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SshTarget(_Model):
+    """How the Docker provider reaches a remote engine (``ssh://user@host:port``)."""
+
+    user: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: Port = 22
+    opts: list[str] = Field(default_factory=list)
+
+    def url(self, host_override: str | None = None) -> str:
+        host = host_override or self.host
+        suffix = "" if self.port == 22 else f":{self.port}"
+        return f"ssh://{self.user}@{host}{suffix}"
+
+
+class DockerConfig(_Model):
+    """The Docker engine that runs the database tier."""
+
+    host: str | None = Field(default=None, description="Engine URL for a local engine, e.g. unix:///var/run/docker.sock")
+    ssh: SshTarget | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DockerConfig:
+        if (self.host is None) == (self.ssh is None):
+            raise ValueError("set exactly one of docker.host (local engine) or [docker.ssh] (remote engine)")
+        return self
+
+
+class NetworkConfig(_Model):
+    name: DockerName
+    internal: bool = False
+
+
+class Resources(_Model):
+    memory_mb: int = Field(ge=64, le=1024 * 1024)
+    cpus: float = Field(gt=0, le=256)
+
+
+class InstanceConfig(_Model):
+    """One database container: image, published port, limits and settings."""
+
+    image: str = Field(min_length=1)
+    port: Port
+    container_port: Port
+    resources: Resources
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+    settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class PostgresInstanceConfig(InstanceConfig):
+    superuser: Identifier = "nexanest"
+    container_port: Port = 5432
+
+
+class RedisInstanceConfig(InstanceConfig):
+    container_port: Port = 6379
+
+
+class HealthcheckConfig(_Model):
+    """ADR-015 'Monitoring and Maintenance': 30s / 10s / 5 retries."""
+
+    interval_s: int = Field(default=30, ge=1)
+    timeout_s: int = Field(default=10, ge=1)
+    retries: int = Field(default=5, ge=1)
+    start_period_s: int = Field(default=10, ge=0)
+    deploy_wait_timeout_s: int = Field(default=300, ge=10, le=3600)
+
+
+class LocalBackend(_Model):
+    type: Literal["local"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if Path(value).is_absolute():
+            raise ValueError("must be relative (synth must not depend on the machine); e.g. ../../../terraform.local-db.tfstate")
+        if not value.startswith("../../../"):
+            raise ValueError("must point outside cdktf.out (terraform runs in cdktf.out/stacks/<stack>/), e.g. ../../../terraform.<stack>.tfstate")
+        return value
+
+
+class CloudBackend(_Model):
+    type: Literal["cloud"]
+    organization: str = Field(min_length=1)
+    workspace: str = Field(min_length=1)
+    hostname: str = "app.terraform.io"
+
+
+class VaultSecretRef(_Model):
+    """Where one secret lives in Vault KV v2."""
+
+    path: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    version: int | None = Field(default=None, ge=1)
+
+
+class VaultConfig(_Model):
+    mount: str = Field(default="secret", min_length=1)
+    auth: Literal["token", "approle"] = "token"
+    approle_mount: str = "approle"
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    secrets: dict[str, VaultSecretRef]
+
+
+class SecretsConfig(_Model):
+    source: Literal["env", "vault"]
+    vault: VaultConfig | None = None
+
+    @model_validator(mode="after")
+    def _vault_needs_settings(self) -> SecretsConfig:
+        if self.source == "vault" and self.vault is None:
+            raise ValueError("source = 'vault' needs a [secrets.vault] table")
+        return self
+
+
+class BackupPolicy(_Model):
+    schedule: str = Field(min_length=1, description="cron expression, e.g. '0 2 * * *' (ADR: daily)")
+    retention_days: int = Field(ge=1, le=3650)
+    pitr: bool = False
+    directory: str = Field(default="backups", min_length=1, description="catalog and dump directory, relative to the project root")
+
+
+class ServiceConfig(_Model):
+    """One microservice's slice of the tier (ADR: each service owns its schema)."""
+
+    instance: Literal["postgres", "timescale"]
+    database: Identifier
+    schema_: Identifier = Field(alias="schema")
+    redis_prefix: str = Field(pattern=r"^[a-z][a-z0-9_-]*:$")
+    readonly_role: bool = False
+
+
+class EnvironmentConfig(_Model):
+    """Everything one stack needs; produced only by ``load_environment``."""
+
+    environment: Literal["local", "dev", "staging", "prod"]
+    docker: DockerConfig
+    network: NetworkConfig
+    bind_address: str = Field(min_length=1, description="host address published ports bind to")
+    endpoint_host: str = Field(min_length=1, description="host name clients and hooks use to reach the published ports")
+    name_prefix: DockerName
+    postgres: PostgresInstanceConfig
+    timescale: PostgresInstanceConfig
+    redis: RedisInstanceConfig
+    healthcheck: HealthcheckConfig = HealthcheckConfig()
+    labels: dict[str, str] = Field(default_factory=dict)
+    backend: LocalBackend | CloudBackend = Field(discriminator="type")
+    secrets: SecretsConfig
+    backup: BackupPolicy
+    services: dict[str, ServiceConfig]
+
+    @property
+    def stack(self) -> str:
+        return f"{self.environment}-db"
+
+    @property
+    def protected(self) -> bool:
+        """Staging and prod: data volumes carry ``prevent_destroy``."""
+        return self.environment in PROTECTED_ENVIRONMENTS
+
+    @property
+    def dev_defaults_allowed(self) -> bool:
+        return self.environment in DEV_DEFAULT_ENVIRONMENTS
+
+    def instance(self, name: str) -> InstanceConfig:
+        return {"postgres": self.postgres, "timescale": self.timescale, "redis": self.redis}[name]
+
+    def services_on(self, instance: str) -> dict[str, ServiceConfig]:
+        return {name: svc for name, svc in sorted(self.services.items()) if svc.instance == instance}
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> EnvironmentConfig:
+        ports = {"postgres.port": self.postgres.port, "timescale.port": self.timescale.port, "redis.port": self.redis.port}
+        seen: dict[int, str] = {}
+        for field, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{field}: port {port} clashes with {seen[port]}")
+            seen[port] = field
+        if self.environment == "prod":
+            for name in INSTANCES:
+                image = self.instance(name).image
+                if not _DIGEST.match(image):
+                    raise ValueError(f"{name}.image: prod images must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
+            if self.secrets.source != "vault":
+                raise ValueError("secrets.source: prod accepts only 'vault'")
+        if self.protected and self.backend.type != "cloud":
+            raise ValueError(f"backend.type: {self.environment} must use the Terraform Cloud backend ('cloud')")
+        if not self.protected and self.backend.type != "local":
+            raise ValueError(f"backend.type: {self.environment} uses a local backend ('local')")
+        unknown = set(self.services) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"services: unknown service {sorted(unknown)[0]!r}; known: {', '.join(SERVICES)}")
+        missing = set(SERVICES) - set(self.services)
+        if missing:
+            raise ValueError(f"services: missing service {sorted(missing)[0]!r}")
+        return self
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"local", "cloud"} and loc and loc[0] == "backend")]
+    return ".".join(parts)
+
+
+def _one_line(source: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = _field_path(tuple(first["loc"]))
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against config/README.md)"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    where = f"{source}: {loc}" if loc else str(source)
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {msg}{tail}"
+
+
+def config_file_for(stack: str, config_dir: Path) -> Path:
+    if stack not in STACKS:
+        raise ConfigError(f"unknown stack {stack!r}: choose one of {', '.join(STACKS)}")
+    return config_dir / f"{stack.removesuffix('-db')}.toml"
+
+
+def load_environment(stack: str, *, config_dir: Path) -> EnvironmentConfig:
+    """Read and validate ``config/<env>.toml`` for ``stack``; one-line ``ConfigError`` on any problem."""
+    path = config_file_for(stack, config_dir)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; every stack needs its config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    expected = stack.removesuffix("-db")
+    if raw.get("environment") != expected:
+        raise ConfigError(f"{path}: environment: must be {expected!r} to match the file name, got {raw.get('environment')!r}")
+    try:
+        return EnvironmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(path, exc)) from None
+
+
+# --- connection settings (ADR names) -------------------------------------------------------
+
+ENDPOINT_VARIABLES: tuple[str, ...] = (
+    "DB_HOST",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "TIMESCALE_HOST",
+    "TIMESCALE_PORT",
+    "REDIS_HOST",
+    "REDIS_PORT",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostPort:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoints:
+    """Where clients (and the post-apply hooks) reach each instance."""
+
+    postgres: HostPort
+    timescale: HostPort
+    redis: HostPort
+    db_host_override: str | None = None
+
+    def for_instance(self, name: str) -> HostPort:
+        return {"postgres": self.postgres, "timescale": self.timescale, "redis": self.redis}[name]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``.env``-style file (``KEY=value``, ``#`` comments, optional quotes, ``export``)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        stripped = stripped.removeprefix("export ").strip()
+        key, sep, value = stripped.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{path}:{number}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def find_env_file(start: Path) -> Path | None:
+    """The nearest ``.env.db`` at or above ``start`` (Terraform runs hooks from cdktf.out/stacks/<stack>)."""
+    for directory in (start, *start.parents):
+        candidate = directory / ".env.db"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def effective_environment(environ: Mapping[str, str], env_file: Path | None) -> dict[str, str]:
+    """Process environment over ``.env.db``: an exported variable always wins."""
+    merged = read_env_file(env_file) if env_file else {}
+    merged.update(environ)
+    return merged
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name}: must be a port number 1-65535, got {raw!r}")
+    return int(raw)
+
+
+def resolve_endpoints(config: EnvironmentConfig, environ: Mapping[str, str]) -> Endpoints:
+    """Config endpoints overridden by ``DB_HOST`` then the per-instance ``*_HOST``/``*_PORT``."""
+    db_host = environ.get("DB_HOST") or None
+    base_host = db_host or config.endpoint_host
+
+    def one(prefix: str, default_port: int) -> HostPort:
+        return HostPort(
+            host=environ.get(f"{prefix}_HOST") or base_host,
+            port=_port(environ, f"{prefix}_PORT", default_port),
+        )
+
+    endpoints = Endpoints(
+        postgres=one("POSTGRES", config.postgres.port),
+        timescale=one("TIMESCALE", config.timescale.port),
+        redis=one("REDIS", config.redis.port),
+        db_host_override=db_host,
+    )
+    published = [endpoints.postgres.port, endpoints.timescale.port, endpoints.redis.port]
+    if len(set(published)) != 3:
+        raise ConfigError(f"POSTGRES_PORT/TIMESCALE_PORT/REDIS_PORT: ports clash after overrides: {published}")
+    return endpoints
+
+
+# --- project layout ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectPaths:
+    """Where the data the tool reads lives: ``config/`` and ``sql/``."""
+
+    root: Path
+    config_dir: Path
+    sql_dir: Path
+
+    @classmethod
+    def at(cls, root: Path) -> ProjectPaths:
+        return cls(root=root, config_dir=root / "config", sql_dir=root / "sql")
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding ``cdktf.json`` and ``config/``."""
+    for directory in (start, *start.parents):
+        if (directory / "cdktf.json").is_file() and (directory / "config").is_dir():
+            return directory
+    raise ConfigError(f"{start}: not inside a nexanest-db project (no cdktf.json + config/ above it); run from the project or pass --project-dir")

@@ -1,0 +1,52 @@
+"""The one exception hierarchy of the tool.
+
+Every error the tool raises on purpose is an ``NndbError``: its message is a
+single line that says what went wrong and what to do next, and the CLI prints
+exactly that line and exits non-zero. Anything else is a bug and keeps its
+traceback.
+"""
+
+
+class NndbError(Exception):
+    """Base class: a failure the user can act on. ``str(err)`` is one line."""
+
+    exit_code = 1
+
+
+class ConfigError(NndbError):
+    """A configuration file, template or environment override is invalid."""
+
+    exit_code = 2
+
+
+class SecretsError(NndbError):
+    """A secret could not be resolved (missing, denied, Vault down, ...).
+
+    Messages name the environment, the source and the path/key, never a value.
+    """
+
+    exit_code = 3
+
+
+class ConnectionFailed(NndbError):
+    """A database or cache endpoint could not be reached or refused us."""
+
+    exit_code = 4
+
+
+class MigrationError(NndbError):
+    """A migration failed, was edited after being applied, or is out of order."""
+
+    exit_code = 5
+
+
+class HookError(NndbError):
+    """A post-apply hook step failed; names the plugin and the hook."""
+
+    exit_code = 6
+
+
+class BackupError(NndbError):
+    """Taking, listing or verifying a backup failed."""
+
+    exit_code = 7
