@@ -30,6 +30,10 @@ DEV_DEFAULT_ENVIRONMENTS: frozenset[str] = frozenset({"local", "dev"})
 
 _DIGEST = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SETTING_KEY = re.compile(r"^[a-z][a-z0-9_.-]*$")
+MANAGED_SETTINGS: frozenset[str] = frozenset(
+    {"listen_addresses", "port", "bind", "aclfile", "dir", "archive_mode", "archive_command", "wal_level", "password_encryption"}
+)
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -87,6 +91,16 @@ class InstanceConfig(_Model):
     resources: Resources
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_keys(cls, value: dict[str, str | int | float | bool]) -> dict[str, str | int | float | bool]:
+        for key in value:
+            if not _SETTING_KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid setting name")
+            if key in MANAGED_SETTINGS:
+                raise ValueError(f"{key!r} is managed by the tool (templates/backup policy); remove it from settings")
+        return value
 
 
 class PostgresInstanceConfig(InstanceConfig):

@@ -1,0 +1,28 @@
+"""Reusable building blocks: each takes ``(scope, id, *, props)`` with frozen, validated props."""
+
+from nexanest_db.constructs.database_network import DatabaseNetwork, DatabaseNetworkProps
+from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsProps
+from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
+from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps
+from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
+from nexanest_db.constructs.redis_instance import RedisInstance, RedisInstanceProps
+from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
+
+__all__ = [
+    "ContainerLimits",
+    "DatabaseNetwork",
+    "DatabaseNetworkProps",
+    "DeploySecrets",
+    "DeploySecretsProps",
+    "DockerEngine",
+    "DockerEngineProps",
+    "FileUpload",
+    "HealthPolicy",
+    "PostApplyHooks",
+    "PostApplyHooksProps",
+    "PostgresInstance",
+    "PostgresInstanceProps",
+    "PublishedPort",
+    "RedisInstance",
+    "RedisInstanceProps",
+]

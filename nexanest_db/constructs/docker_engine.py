@@ -1,0 +1,30 @@
+"""The Docker provider pointed at the engine that runs the tier (local socket or ``ssh://``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from cdktf_cdktf_provider_docker.provider import DockerProvider
+from constructs import Construct
+
+_ENGINE_URL = re.compile(r"^(unix|tcp|ssh|npipe)://\S+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerEngineProps:
+    host: str
+    ssh_opts: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not _ENGINE_URL.match(self.host):
+            raise ValueError(f"docker host must be a unix://, tcp:// or ssh:// URL, got {self.host!r}")
+        if self.ssh_opts and not self.host.startswith("ssh://"):
+            raise ValueError("ssh_opts only apply to an ssh:// docker host")
+
+
+class DockerEngine(Construct):
+    def __init__(self, scope: Construct, id: str, *, props: DockerEngineProps) -> None:
+        super().__init__(scope, id)
+        self.host = props.host
+        self.provider = DockerProvider(self, "docker", host=props.host, ssh_opts=list(props.ssh_opts) or None)

@@ -1,0 +1,58 @@
+"""Run the post-apply hooks as part of ``cdktf deploy``: no second command.
+
+A ``terraform_data`` resource is replaced whenever the content hash of
+``sql/``, the rendered configuration, or any database container id changes;
+its local-exec provisioner then runs ``nndb hooks run <stack>`` from the stack
+directory (``cdktf.out/stacks/<stack>/``; the CLI finds the project by walking
+up). A failing hook fails the apply, and Terraform taints the resource so the
+next deploy runs the hooks again. An unchanged deploy plans nothing and runs
+nothing; ``nndb hooks run <stack>`` is the manual way (idempotent).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cdktf import DataResource, ITerraformDependable, LocalExecProvisioner
+from constructs import Construct
+
+HOOKS_COMMAND: tuple[str, ...] = ("nndb", "hooks", "run")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostApplyHooksProps:
+    stack: str
+    content_hashes: Mapping[str, str]
+    container_ids: Mapping[str, str]
+    depends_on: Sequence[ITerraformDependable]
+
+    def __post_init__(self) -> None:
+        for name, digest in self.content_hashes.items():
+            if not _HEX.match(digest):
+                raise ValueError(f"content hash {name!r} must be a sha256 hex digest")
+        if not self.container_ids:
+            raise ValueError("post-apply hooks need at least one container to follow")
+
+
+class PostApplyHooks(Construct):
+    def __init__(self, scope: Construct, id: str, *, props: PostApplyHooksProps) -> None:
+        super().__init__(scope, id)
+        self.command = " ".join([*HOOKS_COMMAND, props.stack])
+        triggers = {f"content_{k}": v for k, v in sorted(props.content_hashes.items())}
+        triggers.update({f"container_{k}": v for k, v in sorted(props.container_ids.items())})
+        self.resource = DataResource(
+            self,
+            "run",
+            triggers_replace=triggers,
+            depends_on=list(props.depends_on),
+            provisioners=[
+                LocalExecProvisioner(
+                    type="local-exec",
+                    command=self.command,
+                    environment={"NNDB_TRIGGERED_BY": "terraform"},
+                )
+            ],
+        )

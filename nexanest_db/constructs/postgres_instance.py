@@ -1,0 +1,136 @@
+"""One PostgreSQL 15 (or TimescaleDB) container built the ADR-015 way.
+
+Base layer: the official image, referenced as given (tag, or digest for prod).
+Configuration layer: postgresql.conf, init scripts and service schemas arrive as
+``upload`` blocks (the remote host has none of our files); the superuser
+password arrives as a file read through ``POSTGRES_PASSWORD_FILE``. Data lives
+in a named volume that survives container replacement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cdktf import TerraformResourceLifecycle
+from cdktf_cdktf_provider_docker.container import Container
+from cdktf_cdktf_provider_docker.image import Image
+from cdktf_cdktf_provider_docker.volume import Volume, VolumeLabels
+from constructs import Construct
+
+from nexanest_db.constructs import shared
+from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
+
+DATA_DIR = "/var/lib/postgresql/data"
+PASSWORD_FILE = "/run/secrets/postgres_password"
+INIT_DIR = "/docker-entrypoint-initdb.d"
+SCHEMAS_DIR = "/schemas"
+_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresInstanceProps:
+    container_name: str
+    image: str
+    superuser: str
+    password: str
+    published: PublishedPort
+    limits: ContainerLimits
+    health: HealthPolicy
+    network_name: str
+    network_alias: str
+    config_path: str
+    config_content: str
+    labels: Mapping[str, str]
+    init_scripts: Sequence[FileUpload] = ()
+    schema_files: Sequence[FileUpload] = ()
+    protect_data: bool = False
+    wal_archive_dir: str | None = None
+    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
+
+    def __post_init__(self) -> None:
+        if not _ROLE.match(self.superuser):
+            raise ValueError(f"superuser must be a plain PostgreSQL identifier, got {self.superuser!r}")
+        if not self.image or any(c.isspace() for c in self.image):
+            raise ValueError(f"image must be a reference like postgres:15, got {self.image!r}")
+        for upload in self.init_scripts:
+            if not upload.path.startswith(INIT_DIR + "/"):
+                raise ValueError(f"init script {upload.path} must live under {INIT_DIR}")
+        for upload in self.schema_files:
+            if not upload.path.startswith(SCHEMAS_DIR + "/"):
+                raise ValueError(f"schema file {upload.path} must live under {SCHEMAS_DIR}")
+        paths = [u.path for u in (*self.init_scripts, *self.schema_files)]
+        if len(paths) != len(set(paths)):
+            raise ValueError("upload paths must be unique")
+
+
+class PostgresInstance(Construct):
+    def __init__(self, scope: Construct, id: str, *, props: PostgresInstanceProps) -> None:
+        super().__init__(scope, id)
+        protect = TerraformResourceLifecycle(prevent_destroy=True) if props.protect_data else None
+
+        # keep_locally: destroying the stack must not delete the shared official image from the host.
+        self.image = Image(self, "image", name=props.image, keep_locally=True)
+        self.data_volume = Volume(
+            self,
+            "data",
+            name=f"{props.container_name}-data",
+            labels=[VolumeLabels(label=k, value=v) for k, v in sorted(props.labels.items())],
+            lifecycle=protect,
+        )
+        mounts = [shared.volume_mount(self.data_volume.name, DATA_DIR)]
+        if props.wal_archive_dir:
+            self.wal_volume: Volume | None = Volume(
+                self,
+                "wal-archive",
+                name=f"{props.container_name}-wal-archive",
+                labels=[VolumeLabels(label=k, value=v) for k, v in sorted(props.labels.items())],
+                lifecycle=protect,
+            )
+            mounts.append(shared.volume_mount(self.wal_volume.name, props.wal_archive_dir))
+        else:
+            self.wal_volume = None
+
+        files = [
+            FileUpload(path=props.config_path, content=props.config_content),
+            FileUpload(path=PASSWORD_FILE, content=props.password),
+            *props.init_scripts,
+            *props.schema_files,
+        ]
+        self.container = Container(
+            self,
+            "container",
+            name=props.container_name,
+            image=self.image.image_id,
+            command=["postgres", "-c", f"config_file={props.config_path}"],
+            env=sorted(
+                [
+                    f"POSTGRES_USER={props.superuser}",
+                    f"POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
+                    f"PGDATA={DATA_DIR}/pgdata",
+                ]
+            ),
+            upload=shared.uploads(files),
+            mounts=mounts,
+            ports=[shared.port(props.published)],
+            networks_advanced=[shared.network_attachment(props.network_name, props.network_alias)],
+            # Over TCP, not the socket: during first-start init the entrypoint's temporary server
+            # listens on the socket only, and "healthy" must mean the real server is accepting.
+            healthcheck=props.health.healthcheck(f"pg_isready -U {props.superuser} -h 127.0.0.1 -p {props.published.container_port}"),
+            wait=True,
+            wait_timeout=props.health.deploy_wait_timeout_s,
+            restart=props.limits.restart,
+            memory=props.limits.memory_mb,
+            cpus=str(props.limits.cpus),
+            labels=shared.labels(props.labels),
+            log_driver="json-file",
+            log_opts=dict(sorted(props.log_opts.items())),
+            # A clean shutdown flushes WAL; Docker's default 10 s can cut a busy checkpoint short.
+            stop_timeout=60,
+            destroy_grace_seconds=60,
+            must_run=True,
+        )
+        self.container_name: str = props.container_name
+        self.container_id: str = self.container.id
+        self.host_port: int = props.published.host_port

@@ -1,0 +1,118 @@
+"""Value types the container constructs share, and the one place they become provider structs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_docker.container import (
+    ContainerHealthcheck,
+    ContainerLabels,
+    ContainerMounts,
+    ContainerNetworksAdvanced,
+    ContainerPorts,
+    ContainerUpload,
+)
+
+MANAGED_BY = "nexanest-db"
+_ABSOLUTE_PATH = re.compile(r"^/[^\0]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileUpload:
+    """A file placed into the container at creation; a change of ``content`` replaces the container.
+
+    ``content`` may be a Terraform token (e.g. a sensitive secret reference).
+    """
+
+    path: str
+    content: str
+    permissions: str = "0444"
+
+    def __post_init__(self) -> None:
+        if not _ABSOLUTE_PATH.match(self.path):
+            raise ValueError(f"upload path must be absolute, got {self.path!r}")
+        if not re.fullmatch(r"0[0-7]{3}", self.permissions):
+            raise ValueError(f"upload permissions must be octal like 0444, got {self.permissions!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedPort:
+    container_port: int
+    host_port: int
+    bind_address: str
+
+    def __post_init__(self) -> None:
+        for port in (self.container_port, self.host_port):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port out of range: {port}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerLimits:
+    memory_mb: int
+    cpus: float
+    restart: str
+
+    def __post_init__(self) -> None:
+        if self.memory_mb < 64:
+            raise ValueError(f"memory_mb must be at least 64, got {self.memory_mb}")
+        if self.cpus <= 0:
+            raise ValueError(f"cpus must be positive, got {self.cpus}")
+        if self.restart not in {"no", "on-failure", "always", "unless-stopped"}:
+            raise ValueError(f"unknown restart policy {self.restart!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthPolicy:
+    """ADR-015 health check timings plus how long a deploy waits for healthy."""
+
+    interval_s: int
+    timeout_s: int
+    retries: int
+    start_period_s: int
+    deploy_wait_timeout_s: int
+
+    def __post_init__(self) -> None:
+        if min(self.interval_s, self.timeout_s, self.retries, self.deploy_wait_timeout_s) < 1 or self.start_period_s < 0:
+            raise ValueError("health check timings must be positive")
+
+    def healthcheck(self, command: str) -> ContainerHealthcheck:
+        return ContainerHealthcheck(
+            test=["CMD-SHELL", command],
+            interval=f"{self.interval_s}s",
+            timeout=f"{self.timeout_s}s",
+            retries=self.retries,
+            start_period=f"{self.start_period_s}s",
+        )
+
+
+def labels(values: Mapping[str, str]) -> list[ContainerLabels]:
+    return [ContainerLabels(label=key, value=value) for key, value in sorted(values.items())]
+
+
+def uploads(files: Sequence[FileUpload]) -> list[ContainerUpload]:
+    return [ContainerUpload(file=f.path, content=f.content, permissions=f.permissions) for f in sorted(files, key=lambda f: f.path)]
+
+
+def port(published: PublishedPort) -> ContainerPorts:
+    return ContainerPorts(internal=published.container_port, external=published.host_port, ip=published.bind_address, protocol="tcp")
+
+
+def volume_mount(volume_name: str, target: str) -> ContainerMounts:
+    return ContainerMounts(type="volume", source=volume_name, target=target)
+
+
+def network_attachment(network_name: str, alias: str) -> ContainerNetworksAdvanced:
+    return ContainerNetworksAdvanced(name=network_name, aliases=[alias])
+
+
+def standard_labels(*, environment: str, service: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Labels every resource carries (ADR audit trail): environment, service, managed-by."""
+    return {
+        **extra,
+        "com.nexanest.environment": environment,
+        "com.nexanest.service": service,
+        "com.nexanest.managed-by": MANAGED_BY,
+    }

@@ -1,0 +1,94 @@
+"""Render the per-environment database configuration files from ``config/templates/``.
+
+The output is deterministic (settings sorted by key, no timestamps) because it
+is uploaded into the containers through ``cdk.tf.json`` and reviewed in PRs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from nexanest_db.config import EnvironmentConfig
+from nexanest_db.errors import ConfigError
+
+POSTGRES_CONFIG_PATH = "/etc/postgresql/postgresql.conf"
+REDIS_CONFIG_PATH = "/usr/local/etc/redis/redis.conf"
+REDIS_ACL_PATH = "/data/users.acl"  # on the data volume, owned by the redis user: ACL SAVE rewrites it
+WAL_ARCHIVE_DIR = "/var/lib/postgresql/wal-archive"
+
+_TEMPLATES = {"postgres": "postgres.conf.j2", "timescale": "timescale.conf.j2", "redis": "redis.conf.j2"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderedConfigs:
+    postgres: str
+    timescale: str
+    redis: str
+
+    def for_instance(self, name: str) -> str:
+        return {"postgres": self.postgres, "timescale": self.timescale, "redis": self.redis}[name]
+
+
+def _postgres_value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _redis_value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - these are config files, not HTML
+    )
+
+
+def _render(env: jinja2.Environment, template: str, context: Mapping[str, object]) -> str:
+    try:
+        return env.get_template(template).render(template=template, **context)
+    except jinja2.TemplateNotFound:
+        raise ConfigError(f"config/templates/{template}: template not found; restore it from git") from None
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"config/templates/{template}:{getattr(exc, 'lineno', '?')}: {exc.message}") from None
+
+
+def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> RenderedConfigs:
+    env = _environment(templates_dir)
+    common = {"stack": config.stack, "environment": config.environment}
+
+    def postgres_like(instance: str) -> str:
+        spec = config.instance(instance)
+        settings = sorted((key, _postgres_value(value)) for key, value in spec.settings.items())
+        return _render(
+            env,
+            _TEMPLATES[instance],
+            {
+                **common,
+                "instance": instance,
+                "container_port": spec.container_port,
+                "pitr": config.backup.pitr,
+                "wal_archive_dir": WAL_ARCHIVE_DIR,
+                "settings": settings,
+            },
+        )
+
+    redis_settings = sorted((key, _redis_value(value)) for key, value in config.redis.settings.items())
+    redis = _render(
+        env,
+        _TEMPLATES["redis"],
+        {**common, "container_port": config.redis.container_port, "acl_file": REDIS_ACL_PATH, "settings": redis_settings},
+    )
+    return RenderedConfigs(postgres=postgres_like("postgres"), timescale=postgres_like("timescale"), redis=redis)

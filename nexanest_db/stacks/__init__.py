@@ -1,0 +1,1 @@
+"""Stacks compose constructs per environment; ``app.build_app`` is the entry point."""

@@ -1,0 +1,155 @@
+"""One environment's database tier: PostgreSQL 15, TimescaleDB and Redis 7 on one Docker engine."""
+
+from __future__ import annotations
+
+from cdktf import CloudBackend, LocalBackend, NamedCloudWorkspace, TerraformOutput, TerraformStack
+from constructs import Construct
+
+from nexanest_db.config import LocalBackend as LocalBackendConfig
+from nexanest_db.constructs import (
+    ContainerLimits,
+    DatabaseNetwork,
+    DatabaseNetworkProps,
+    DeploySecrets,
+    DeploySecretsProps,
+    DockerEngine,
+    DockerEngineProps,
+    FileUpload,
+    HealthPolicy,
+    PostApplyHooks,
+    PostApplyHooksProps,
+    PostgresInstance,
+    PostgresInstanceProps,
+    PublishedPort,
+    RedisInstance,
+    RedisInstanceProps,
+)
+from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
+from nexanest_db.constructs.shared import standard_labels
+from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
+from nexanest_db.secrets import SECRET_NAMES
+from nexanest_db.stacks.inputs import StackInputs
+
+SUPERUSER_SECRET = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
+
+
+class DatabaseStack(TerraformStack):
+    def __init__(self, scope: Construct, id: str, *, inputs: StackInputs) -> None:
+        super().__init__(scope, id)
+        config = inputs.config
+        endpoints = inputs.endpoints
+
+        if isinstance(config.backend, LocalBackendConfig):
+            LocalBackend(self, path=config.backend.path)
+        else:
+            CloudBackend(
+                self,
+                hostname=config.backend.hostname,
+                organization=config.backend.organization,
+                workspaces=NamedCloudWorkspace(config.backend.workspace),
+            )
+
+        if config.docker.ssh is not None:
+            engine_props = DockerEngineProps(host=config.docker.ssh.url(endpoints.db_host_override), ssh_opts=tuple(config.docker.ssh.opts))
+        else:
+            engine_props = DockerEngineProps(host=config.docker.host or "")
+        DockerEngine(self, "engine", props=engine_props)
+
+        def labels_for(service: str) -> dict[str, str]:
+            return standard_labels(environment=config.environment, service=service, extra=config.labels)
+
+        network = DatabaseNetwork(
+            self,
+            "network",
+            props=DatabaseNetworkProps(name=config.network.name, internal=config.network.internal, labels=labels_for("database-tier")),
+        )
+        secrets = DeploySecrets(self, "secrets", props=DeploySecretsProps(stack=inputs.stack, names=SECRET_NAMES))
+        hc = config.healthcheck
+        health = HealthPolicy(
+            interval_s=hc.interval_s,
+            timeout_s=hc.timeout_s,
+            retries=hc.retries,
+            start_period_s=hc.start_period_s,
+            deploy_wait_timeout_s=hc.deploy_wait_timeout_s,
+        )
+
+        def limits(instance: str) -> ContainerLimits:
+            spec = config.instance(instance)
+            return ContainerLimits(memory_mb=spec.resources.memory_mb, cpus=spec.resources.cpus, restart=spec.restart)
+
+        def published(instance: str) -> PublishedPort:
+            spec = config.instance(instance)
+            return PublishedPort(
+                container_port=spec.container_port, host_port=endpoints.for_instance(instance).port, bind_address=config.bind_address
+            )
+
+        databases: dict[str, PostgresInstance] = {}
+        for instance in ("postgres", "timescale"):
+            spec = config.postgres if instance == "postgres" else config.timescale
+            services = config.services_on(instance)
+            init_scripts = [FileUpload(path=f"{INIT_DIR}/{f.relative_path.removeprefix('init/')}", content=f.content) for f in inputs.sql_under("init")]
+            schema_files = [
+                FileUpload(path=f"{SCHEMAS_DIR}/{f.relative_path.removeprefix('schemas/')}", content=f.content)
+                for service in services
+                for f in inputs.sql_under(f"schemas/{service}")
+            ]
+            databases[instance] = PostgresInstance(
+                self,
+                instance,
+                props=PostgresInstanceProps(
+                    container_name=f"{config.name_prefix}-{instance}",
+                    image=spec.image,
+                    superuser=spec.superuser,
+                    password=secrets.sensitive(SUPERUSER_SECRET[instance]),
+                    published=published(instance),
+                    limits=limits(instance),
+                    health=health,
+                    network_name=network.name,
+                    network_alias=instance,
+                    config_path=POSTGRES_CONFIG_PATH,
+                    config_content=inputs.rendered.for_instance(instance),
+                    labels=labels_for(instance),
+                    init_scripts=init_scripts,
+                    schema_files=schema_files,
+                    protect_data=config.protected,
+                    wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
+                ),
+            )
+
+        redis = RedisInstance(
+            self,
+            "redis",
+            props=RedisInstanceProps(
+                container_name=f"{config.name_prefix}-redis",
+                image=config.redis.image,
+                password=secrets.sensitive("redis_default"),
+                password_sha256=secrets.sha256("redis_default"),
+                published=published("redis"),
+                limits=limits("redis"),
+                health=health,
+                network_name=network.name,
+                network_alias="redis",
+                config_path=REDIS_CONFIG_PATH,
+                config_content=inputs.rendered.redis,
+                acl_path=REDIS_ACL_PATH,
+                labels=labels_for("redis"),
+                protect_data=config.protected,
+            ),
+        )
+
+        containers = {**{name: db.container for name, db in databases.items()}, "redis": redis.container}
+        PostApplyHooks(
+            self,
+            "post-apply",
+            props=PostApplyHooksProps(
+                stack=inputs.stack,
+                content_hashes={"sql": inputs.sql_hash, "config": inputs.config_hash},
+                container_ids={name: container.id for name, container in containers.items()},
+                depends_on=list(containers.values()),
+            ),
+        )
+
+        for instance in ("postgres", "timescale", "redis"):
+            endpoint = endpoints.for_instance(instance)
+            TerraformOutput(self, f"{instance}_host", value=endpoint.host, description=f"host clients use to reach {instance}")
+            TerraformOutput(self, f"{instance}_port", value=endpoint.port, description=f"published {instance} port")

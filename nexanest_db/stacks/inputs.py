@@ -1,0 +1,76 @@
+"""Everything a stack needs, gathered once at the edge: config, endpoints, rendered files, SQL.
+
+Stacks only wire constructs from a ``StackInputs``; all file and environment
+reads happen here so the same inputs always give the same ``cdk.tf.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nexanest_db.config import Endpoints, EnvironmentConfig, ProjectPaths, load_environment, resolve_endpoints
+from nexanest_db.errors import ConfigError
+from nexanest_db.rendering import RenderedConfigs, render_configs
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqlFile:
+    relative_path: str  # e.g. "init/01-create-databases.sql", posix separators
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackInputs:
+    stack: str
+    config: EnvironmentConfig
+    endpoints: Endpoints
+    rendered: RenderedConfigs
+    sql_files: tuple[SqlFile, ...]
+
+    def sql_under(self, prefix: str) -> tuple[SqlFile, ...]:
+        return tuple(f for f in self.sql_files if f.relative_path.startswith(prefix.rstrip("/") + "/"))
+
+    @property
+    def sql_hash(self) -> str:
+        return _digest((f.relative_path, f.content) for f in self.sql_files)
+
+    @property
+    def config_hash(self) -> str:
+        rendered = self.rendered
+        return _digest([("postgres", rendered.postgres), ("timescale", rendered.timescale), ("redis", rendered.redis)])
+
+
+def _digest(items: object) -> str:
+    hasher = hashlib.sha256()
+    for name, content in items:  # type: ignore[attr-defined]
+        hasher.update(name.encode() + b"\0" + content.encode() + b"\0")
+    return hasher.hexdigest()
+
+
+def read_sql_tree(sql_dir: Path) -> tuple[SqlFile, ...]:
+    """Every ``*.sql`` under ``sql/`` in a stable order, with machine-independent relative paths."""
+    if not sql_dir.is_dir():
+        raise ConfigError(f"{sql_dir}: SQL directory not found; the project needs sql/init, sql/schemas and sql/migrations")
+    files = []
+    for path in sorted(sql_dir.rglob("*.sql")):
+        relative = path.relative_to(sql_dir).as_posix()
+        try:
+            content = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"sql/{relative}: not UTF-8 text") from None
+        files.append(SqlFile(relative_path=relative, content=content))
+    return tuple(files)
+
+
+def gather_inputs(stack: str, *, paths: ProjectPaths, environ: Mapping[str, str]) -> StackInputs:
+    config = load_environment(stack, config_dir=paths.config_dir)
+    return StackInputs(
+        stack=stack,
+        config=config,
+        endpoints=resolve_endpoints(config, environ),
+        rendered=render_configs(config, templates_dir=paths.config_dir / "templates"),
+        sql_files=read_sql_tree(paths.sql_dir),
+    )
