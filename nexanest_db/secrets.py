@@ -8,8 +8,16 @@ never the value.
 
 Sources: ``EnvSource`` (process environment and ``.env.db``, ``*_FILE``
 variables, and the ADR dev default for local/dev only) and ``VaultSource``
-(KV v2 through hvac). ``credentials_for`` picks the one the environment's config
-names; prod accepts only Vault (enforced by config validation too).
+(KV v2 through hvac, ``nexanest_db.vault``). ``source_for`` picks the one the
+environment's config names; prod accepts only Vault (config validation says so
+too, this is the second lock). Outside local/dev the dev default password is
+refused whichever source delivers it.
+
+How the values reach Terraform without entering ``cdk.tf.json`` is described
+in docs/secrets.md: the stack's ``data "external"`` source runs
+``nndb secrets terraform-external <stack>`` with ``external_query(...)`` as its
+query, which carries the (non-secret) secrets config so the program needs no
+project files on a Terraform Cloud agent.
 """
 
 from __future__ import annotations
@@ -19,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from nexanest_db.config import EnvironmentConfig
+from nexanest_db.config import DEV_DEFAULT_ENVIRONMENTS, STACKS, EnvironmentConfig, SecretsConfig
 from nexanest_db.errors import SecretsError
 
-DEV_DEFAULT_PASSWORD = "dev_password"
+DEV_DEFAULT_PASSWORD = "dev_password"  # noqa: S105 -- the ADR's public local/dev default, refused elsewhere
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +77,15 @@ class CredentialSource(Protocol):
     def describe(self, name: str) -> str: ...
 
 
+def refuse_dev_default(environment: str, name: str, location: str, value: str) -> None:
+    """Outside local/dev the ADR dev default is never a credential, whichever source delivers it."""
+    if environment not in DEV_DEFAULT_ENVIRONMENTS and value == DEV_DEFAULT_PASSWORD:
+        raise SecretsError(
+            f"{environment}: secret {name} from {location} is the local/dev default password; "
+            "store a real secret there (defaults are refused outside local/dev)"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EnvSource:
     """Environment variables (already merged with ``.env.db``) and ``*_FILE`` files."""
@@ -79,7 +96,14 @@ class EnvSource:
 
     def describe(self, name: str) -> str:
         var = spec_for(name).env_var
-        return f"${var} or ${var}_FILE"
+        file_var = f"{var}_FILE"
+        if self.environ.get(file_var):
+            return f"${file_var} ({self.environ[file_var]})"
+        if self.environ.get(var):
+            return f"${var}"
+        if self.allow_dev_default:
+            return f"dev default (${var} unset)"
+        return f"${var} or ${file_var} (neither set)"
 
     def get(self, name: str) -> SecretStr:
         var = spec_for(name).env_var
@@ -89,21 +113,118 @@ class EnvSource:
             try:
                 value = path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
-                raise SecretsError(f"{self.environment}: {file_var} points at {path}, which cannot be read ({exc.strerror}); fix the path or unset {file_var}") from None
+                raise SecretsError(
+                    f"{self.environment}: {file_var} points at {path}, which cannot be read ({exc.strerror}); "
+                    f"fix the path or unset {file_var}"
+                ) from None
             if not value:
                 raise SecretsError(f"{self.environment}: {file_var} points at {path}, which is empty")
+            refuse_dev_default(self.environment, name, f"${file_var}", value)
             return SecretStr(value)
         if self.environ.get(var):
+            refuse_dev_default(self.environment, name, f"${var}", self.environ[var])
             return SecretStr(self.environ[var])
         if self.allow_dev_default:
             return SecretStr(DEV_DEFAULT_PASSWORD)
         raise SecretsError(f"{self.environment}: secret {name} is missing: set {var} or {file_var} (no default outside local/dev)")
 
 
-def credentials_for(config: EnvironmentConfig, environ: Mapping[str, str]) -> CredentialSource:
-    """The credential source the environment's config names."""
-    if config.secrets.source == "vault":
+def source_for(environment: str, secrets: SecretsConfig, environ: Mapping[str, str]) -> CredentialSource:
+    """The credential source ``secrets`` names for ``environment``."""
+    if secrets.source == "vault" and secrets.vault is not None:
         from nexanest_db.vault import VaultSource  # imported lazily: hvac is only needed for Vault environments
 
-        return VaultSource.from_config(config, environ)
-    return EnvSource(environment=config.environment, environ=environ, allow_dev_default=config.dev_defaults_allowed)
+        return VaultSource.from_settings(environment=environment, settings=secrets.vault, environ=environ)
+    if environment == "prod":
+        raise SecretsError("prod: secrets.source must be 'vault'; prod never reads credentials from the environment or a default")
+    return EnvSource(environment=environment, environ=environ, allow_dev_default=environment in DEV_DEFAULT_ENVIRONMENTS)
+
+
+def credentials_for(config: EnvironmentConfig, environ: Mapping[str, str]) -> CredentialSource:
+    """The credential source the environment's config names."""
+    return source_for(config.environment, config.secrets, environ)
+
+
+# --- resolving every secret ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretStatus:
+    """What ``nndb secrets check`` reports for one secret: where it is looked up and why it is missing (never a value)."""
+
+    name: str
+    location: str
+    problem: str | None
+
+    @property
+    def present(self) -> bool:
+        return self.problem is None
+
+
+def check_all(source: CredentialSource) -> list[SecretStatus]:
+    """Resolve every secret once; each failure is kept as its one-line message."""
+    statuses = []
+    for name in SECRET_NAMES:
+        try:
+            source.get(name)
+        except SecretsError as exc:
+            statuses.append(SecretStatus(name=name, location=source.describe(name), problem=str(exc)))
+        else:
+            statuses.append(SecretStatus(name=name, location=source.describe(name), problem=None))
+    return statuses
+
+
+def resolve_all(source: CredentialSource) -> dict[str, SecretStr]:
+    """Every secret by name, or one ``SecretsError`` line: the first problem plus how many others there are."""
+    values: dict[str, SecretStr] = {}
+    problems: list[str] = []
+    for name in SECRET_NAMES:
+        try:
+            values[name] = source.get(name)
+        except SecretsError as exc:
+            if str(exc) not in problems:  # a source-wide failure (Vault down) repeats for every secret: say it once
+                problems.append(str(exc))
+    if problems:
+        others = len(problems) - 1
+        tail = (
+            f" (and {others} more problem{'s' if others > 1 else ''}: run `nndb secrets check {source.environment}-db`)" if others else ""
+        )
+        raise SecretsError(problems[0] + tail)
+    return values
+
+
+# --- the query the stack's data "external" source sends ----------------------------------------
+
+
+def external_query(config: EnvironmentConfig) -> dict[str, str]:
+    """The ``query`` of the stack's ``data "external" "secrets"``: the stack name and its secrets config (no values).
+
+    Terraform Cloud uploads only ``cdktf.out/stacks/<stack>/``, so the program
+    must not need ``config/`` to know where the secrets live; carrying the
+    (reviewable) references in the query also makes a pinned-version bump
+    show up in the PR diff of ``cdk.tf.json``.
+    """
+    return {"stack": config.stack, "secrets": config.secrets.model_dump_json()}
+
+
+def secrets_config_from_query(stack: str, query: Mapping[str, object]) -> SecretsConfig | None:
+    """The secrets config ``external_query`` put into ``query``, or ``None`` when the query carries only the stack."""
+    if stack not in STACKS:
+        raise SecretsError(f"unknown stack {stack!r}: choose one of {', '.join(STACKS)}")
+    if "stack" in query and query["stack"] != stack:
+        raise SecretsError(
+            f"{stack}: the data source query names stack {query['stack']!r}; re-synthesize (cdktf synth) so program and query agree"
+        )
+    raw = query.get("secrets")
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise SecretsError(f"{stack}: query field 'secrets' must be a JSON string; re-synthesize (cdktf synth)")
+    try:
+        return SecretsConfig.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        why = first["msg"].removeprefix("Value error, ")
+        why = f"{where}: {why}" if where else why
+        raise SecretsError(f"{stack}: query field 'secrets' is not a valid secrets config ({why}); re-synthesize (cdktf synth)") from None

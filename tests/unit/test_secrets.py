@@ -1,0 +1,191 @@
+"""The secrets layer without Vault: env/*_FILE/dev default, source choice, resolving everything, the Terraform query."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from nexanest_db.config import SecretsConfig, load_environment
+from nexanest_db.errors import SecretsError
+from nexanest_db.secrets import (
+    DEV_DEFAULT_PASSWORD,
+    SECRET_NAMES,
+    EnvSource,
+    check_all,
+    credentials_for,
+    external_query,
+    resolve_all,
+    secrets_config_from_query,
+    source_for,
+    spec_for,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "config"
+
+
+def env_source(environment: str, environ: Mapping[str, str]) -> EnvSource:
+    made = source_for(environment, SecretsConfig(source="env"), environ)
+    assert isinstance(made, EnvSource)
+    return made
+
+
+def failure(source: EnvSource, name: str = "postgres_superuser") -> str:
+    with pytest.raises(SecretsError) as caught:
+        source.get(name)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+# --- EnvSource --------------------------------------------------------------------------------------
+
+
+def test_variable_and_describe() -> None:
+    source = env_source("dev", {"POSTGRES_PASSWORD": "SENTINEL-pg"})
+    assert source.get("postgres_superuser") == SecretStr("SENTINEL-pg")
+    assert source.describe("postgres_superuser") == "$POSTGRES_PASSWORD"
+    assert "SENTINEL" not in repr(source.get("postgres_superuser"))
+
+
+def test_file_variable_wins_and_loses_only_its_trailing_newline(tmp_path: Path) -> None:
+    secret_file = tmp_path / "postgres_password"
+    secret_file.write_text("SENTINEL-from-file \n")
+    source = env_source("staging", {"POSTGRES_PASSWORD": "SENTINEL-from-var", "POSTGRES_PASSWORD_FILE": str(secret_file)})
+    assert source.get("postgres_superuser").get_secret_value() == "SENTINEL-from-file "
+    assert source.describe("postgres_superuser") == f"$POSTGRES_PASSWORD_FILE ({secret_file})"
+
+
+def test_unreadable_and_empty_secret_files(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    assert failure(env_source("dev", {"POSTGRES_PASSWORD_FILE": str(missing)})) == (
+        f"dev: POSTGRES_PASSWORD_FILE points at {missing}, which cannot be read (No such file or directory); "
+        "fix the path or unset POSTGRES_PASSWORD_FILE"
+    )
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert (
+        failure(env_source("dev", {"POSTGRES_PASSWORD_FILE": str(empty)}))
+        == f"dev: POSTGRES_PASSWORD_FILE points at {empty}, which is empty"
+    )
+
+
+@pytest.mark.parametrize("environment", ["local", "dev"])
+def test_dev_default_only_for_local_and_dev(environment: str) -> None:
+    source = env_source(environment, {})
+    assert {source.get(name).get_secret_value() for name in SECRET_NAMES} == {DEV_DEFAULT_PASSWORD}
+    assert source.describe("auth_app") == "dev default ($AUTH_DB_PASSWORD unset)"
+
+
+def test_no_default_for_staging_from_the_environment() -> None:
+    source = env_source("staging", {})
+    assert (
+        failure(source, "auth_app")
+        == "staging: secret auth_app is missing: set AUTH_DB_PASSWORD or AUTH_DB_PASSWORD_FILE (no default outside local/dev)"
+    )
+    assert source.describe("auth_app") == "$AUTH_DB_PASSWORD or $AUTH_DB_PASSWORD_FILE (neither set)"
+
+
+def test_dev_default_value_set_explicitly_is_refused_outside_local_dev(tmp_path: Path) -> None:
+    assert failure(env_source("staging", {"POSTGRES_PASSWORD": DEV_DEFAULT_PASSWORD})) == (
+        "staging: secret postgres_superuser from $POSTGRES_PASSWORD is the local/dev default password; "
+        "store a real secret there (defaults are refused outside local/dev)"
+    )
+    secret_file = tmp_path / "pw"
+    secret_file.write_text(DEV_DEFAULT_PASSWORD)
+    assert "from $POSTGRES_PASSWORD_FILE is the local/dev default" in failure(
+        env_source("staging", {"POSTGRES_PASSWORD_FILE": str(secret_file)})
+    )
+    assert (
+        env_source("dev", {"POSTGRES_PASSWORD": DEV_DEFAULT_PASSWORD}).get("postgres_superuser").get_secret_value() == DEV_DEFAULT_PASSWORD
+    )
+
+
+def test_unknown_secret_name() -> None:
+    with pytest.raises(SecretsError, match=r"^unknown secret 'root'; known: postgres_superuser, "):
+        spec_for("root")
+
+
+# --- which source ---------------------------------------------------------------------------------
+
+
+def test_config_picks_the_source() -> None:
+    local = credentials_for(load_environment("local-db", config_dir=CONFIG_DIR), {})
+    assert isinstance(local, EnvSource) and local.allow_dev_default
+    with pytest.raises(SecretsError, match=r"^prod: VAULT_ADDR is not set"):
+        credentials_for(load_environment("prod-db", config_dir=CONFIG_DIR), {"POSTGRES_PASSWORD": "x"})
+
+
+def test_prod_never_reads_the_environment_even_if_config_validation_is_bypassed() -> None:
+    with pytest.raises(SecretsError) as caught:
+        source_for("prod", SecretsConfig(source="env"), {"POSTGRES_PASSWORD": "SENTINEL"})
+    assert str(caught.value) == "prod: secrets.source must be 'vault'; prod never reads credentials from the environment or a default"
+
+
+# --- resolve_all / check_all ------------------------------------------------------------------------
+
+
+def test_resolve_all_returns_every_secret() -> None:
+    environ = {spec_for(name).env_var: f"SENTINEL-{name}" for name in SECRET_NAMES}
+    values = resolve_all(env_source("staging", environ))
+    assert list(values) == list(SECRET_NAMES)
+    assert all(values[name].get_secret_value() == f"SENTINEL-{name}" for name in SECRET_NAMES)
+
+
+def test_resolve_all_names_the_first_problem_and_counts_the_rest() -> None:
+    environ = {spec_for(name).env_var: "SENTINEL-x" for name in SECRET_NAMES if name not in {"auth_app", "redis_auth"}}
+    with pytest.raises(SecretsError) as caught:
+        resolve_all(env_source("staging", environ))
+    assert str(caught.value) == (
+        "staging: secret auth_app is missing: set AUTH_DB_PASSWORD or AUTH_DB_PASSWORD_FILE (no default outside local/dev) "
+        "(and 1 more problem: run `nndb secrets check staging-db`)"
+    )
+
+
+def test_check_all_reports_location_and_problem_never_values() -> None:
+    statuses = {s.name: s for s in check_all(env_source("staging", {"POSTGRES_PASSWORD": "SENTINEL-pg"}))}
+    assert statuses["postgres_superuser"].present and statuses["postgres_superuser"].location == "$POSTGRES_PASSWORD"
+    assert not statuses["auth_app"].present and "AUTH_DB_PASSWORD" in (statuses["auth_app"].problem or "")
+    assert "SENTINEL" not in repr(statuses)
+
+
+# --- the data "external" query ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["local-db", "prod-db"])
+def test_external_query_round_trips_the_secrets_config(stack: str) -> None:
+    config = load_environment(stack, config_dir=CONFIG_DIR)
+    query = external_query(config)
+    assert set(query) == {"stack", "secrets"} and all(isinstance(v, str) for v in query.values())  # hashicorp/external: map(string)
+    assert secrets_config_from_query(stack, json.loads(json.dumps(query))) == config.secrets
+
+
+def test_query_with_only_the_stack_means_read_the_project_config() -> None:
+    assert secrets_config_from_query("dev-db", {"stack": "dev-db"}) is None
+
+
+@pytest.mark.parametrize(
+    ("stack", "query", "expected"),
+    [
+        ("qa-db", {}, "unknown stack 'qa-db': choose one of local-db, dev-db, staging-db, prod-db"),
+        (
+            "prod-db",
+            {"stack": "dev-db"},
+            "prod-db: the data source query names stack 'dev-db'; re-synthesize (cdktf synth) so program and query agree",
+        ),
+        ("prod-db", {"secrets": {"source": "vault"}}, "prod-db: query field 'secrets' must be a JSON string; re-synthesize (cdktf synth)"),
+        (
+            "prod-db",
+            {"secrets": '{"source": "vault"}'},
+            "prod-db: query field 'secrets' is not a valid secrets config (source = 'vault' needs a [secrets.vault] table); "
+            "re-synthesize (cdktf synth)",
+        ),
+    ],
+)
+def test_bad_queries(stack: str, query: dict[str, object], expected: str) -> None:
+    with pytest.raises(SecretsError) as caught:
+        secrets_config_from_query(stack, query)
+    assert str(caught.value) == expected
