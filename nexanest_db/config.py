@@ -132,7 +132,9 @@ class LocalBackend(_Model):
         if Path(value).is_absolute():
             raise ValueError("must be relative (synth must not depend on the machine); e.g. ../../../terraform.local-db.tfstate")
         if not value.startswith("../../../"):
-            raise ValueError("must point outside cdktf.out (terraform runs in cdktf.out/stacks/<stack>/), e.g. ../../../terraform.<stack>.tfstate")
+            raise ValueError(
+                "must point outside cdktf.out (terraform runs in cdktf.out/stacks/<stack>/), e.g. ../../../terraform.<stack>.tfstate"
+            )
         return value
 
 
@@ -416,4 +418,6 @@ def find_project_root(start: Path) -> Path:
     for directory in (start, *start.parents):
         if (directory / "cdktf.json").is_file() and (directory / "config").is_dir():
             return directory
-    raise ConfigError(f"{start}: not inside a nexanest-db project (no cdktf.json + config/ above it); run from the project or pass --project-dir")
+    raise ConfigError(
+        f"{start}: not inside a nexanest-db project (no cdktf.json + config/ above it); run from the project or pass --project-dir"
+    )

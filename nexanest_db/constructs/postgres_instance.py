@@ -23,7 +23,7 @@ from nexanest_db.constructs import shared
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
 
 DATA_DIR = "/var/lib/postgresql/data"
-PASSWORD_FILE = "/run/secrets/postgres_password"
+PASSWORD_FILE = "/run/secrets/postgres_password"  # noqa: S105 - a path, not a password
 INIT_DIR = "/docker-entrypoint-initdb.d"
 SCHEMAS_DIR = "/schemas"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

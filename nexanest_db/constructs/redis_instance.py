@@ -16,7 +16,7 @@ from nexanest_db.constructs import shared
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
 
 DATA_DIR = "/data"
-PASSWORD_FILE = "/run/secrets/redis_password"
+PASSWORD_FILE = "/run/secrets/redis_password"  # noqa: S105 - a path, not a password
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,8 +16,12 @@ from nexanest_db.stacks.inputs import gather_inputs
 def build_app(*, paths: ProjectPaths, environ: Mapping[str, str], outdir: str | None = None, stacks: tuple[str, ...] = STACKS) -> App:
     """All inputs are gathered (and validated) before any construct exists: bad config leaves nothing half-built."""
     inputs = [gather_inputs(stack, paths=paths, environ=environ) for stack in stacks]
-    # No stack traces in the manifest: they hold absolute paths of this machine.
-    app = App(outdir=outdir, stack_traces=False) if outdir else App(stack_traces=False)
+    # stack_traces off: they would write this machine's absolute paths into the manifest.
+    # skip_validation: cdktf's synth-time checks shell out to `terraform version` once per
+    # terraform_data/cloud block, so synth would fail (and be slow) where no terraform is installed;
+    # PR synth must run anywhere. Real validation is `tofu validate` of every stack (tests/e2e).
+    options = {"stack_traces": False, "skip_validation": True}
+    app = App(outdir=outdir, **options) if outdir else App(**options)
     for stack_inputs in inputs:
         DatabaseStack(app, stack_inputs.stack, inputs=stack_inputs)
     return app

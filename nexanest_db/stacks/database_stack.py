@@ -87,7 +87,12 @@ class DatabaseStack(TerraformStack):
         for instance in ("postgres", "timescale"):
             spec = config.postgres if instance == "postgres" else config.timescale
             services = config.services_on(instance)
-            init_scripts = [FileUpload(path=f"{INIT_DIR}/{f.relative_path.removeprefix('init/')}", content=f.content) for f in inputs.sql_under("init")]
+            # Only sql/first-start/ runs from /docker-entrypoint-initdb.d (once, on an empty data dir);
+            # sql/init/ needs secrets and re-runs on every deploy, so the post-apply hooks execute it.
+            init_scripts = [
+                FileUpload(path=f"{INIT_DIR}/{f.relative_path.removeprefix('first-start/')}", content=f.content)
+                for f in inputs.sql_under("first-start")
+            ]
             schema_files = [
                 FileUpload(path=f"{SCHEMAS_DIR}/{f.relative_path.removeprefix('schemas/')}", content=f.content)
                 for service in services

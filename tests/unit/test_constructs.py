@@ -1,0 +1,152 @@
+"""Constructs in isolation, through cdktf's Testing API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from cdktf import TerraformStack, Testing
+from cdktf_cdktf_provider_docker.container import Container
+from cdktf_cdktf_provider_docker.volume import Volume
+
+from nexanest_db.constructs import (
+    ContainerLimits,
+    DockerEngineProps,
+    FileUpload,
+    HealthPolicy,
+    PostApplyHooks,
+    PostApplyHooksProps,
+    PostgresInstance,
+    PostgresInstanceProps,
+    PublishedPort,
+)
+
+HEALTH = HealthPolicy(interval_s=30, timeout_s=10, retries=5, start_period_s=10, deploy_wait_timeout_s=120)
+PROPS = PostgresInstanceProps(
+    container_name="t-postgres",
+    image="postgres:15",
+    superuser="nexanest",
+    password="${var.not_a_value}",
+    published=PublishedPort(container_port=5432, host_port=15432, bind_address="127.0.0.1"),
+    limits=ContainerLimits(memory_mb=512, cpus=0.5, restart="unless-stopped"),
+    health=HEALTH,
+    network_name="t-net",
+    network_alias="postgres",
+    config_path="/etc/postgresql/postgresql.conf",
+    config_content="port = 5432\n",
+    labels={"com.nexanest.environment": "test"},
+    init_scripts=(FileUpload(path="/docker-entrypoint-initdb.d/01-a.sql", content="select 1;"),),
+    schema_files=(FileUpload(path="/schemas/auth/001.sql", content="create table t();"),),
+)
+
+
+def synth_in_stack(build) -> dict:  # type: ignore[no-untyped-def]
+    stack = TerraformStack(Testing.app(), "test")
+    build(stack)
+    return json.loads(Testing.synth(stack))
+
+
+def synth_postgres(props: PostgresInstanceProps) -> dict:
+    return synth_in_stack(lambda scope: PostgresInstance(scope, "pg", props=props))
+
+
+def only(resources: dict, kind: str) -> dict:
+    (value,) = resources["resource"][kind].values()
+    return value
+
+
+def test_postgres_container_follows_adr_layers() -> None:
+    synthesized = synth_postgres(PROPS)
+    container = only(synthesized, Container.TF_RESOURCE_TYPE)
+    assert container["image"].startswith("${docker_image.")
+    assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password" in container["env"]
+    assert not any(e.startswith("POSTGRES_PASSWORD=") for e in container["env"])
+    assert container["command"] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
+    files = [u["file"] for u in container["upload"]]
+    assert files == sorted(files)
+    assert set(files) == {
+        "/etc/postgresql/postgresql.conf",
+        "/run/secrets/postgres_password",
+        "/docker-entrypoint-initdb.d/01-a.sql",
+        "/schemas/auth/001.sql",
+    }
+    assert container["healthcheck"] == {
+        "test": ["CMD-SHELL", "pg_isready -U nexanest -h 127.0.0.1 -p 5432"],
+        "interval": "30s",
+        "timeout": "10s",
+        "retries": 5,
+        "start_period": "10s",
+    }
+    assert container["wait"] is True and container["wait_timeout"] == 120
+    assert container["ports"] == [{"internal": 5432, "external": 15432, "ip": "127.0.0.1", "protocol": "tcp"}]
+    assert container["memory"] == 512 and container["cpus"] == "0.5" and container["restart"] == "unless-stopped"
+    assert container["mounts"][0]["target"] == "/var/lib/postgresql/data"
+    assert only(synthesized, "docker_image")["keep_locally"] is True
+
+
+def test_data_volume_is_protected_only_when_asked() -> None:
+    assert "lifecycle" not in only(synth_postgres(PROPS), Volume.TF_RESOURCE_TYPE)
+    protected = only(synth_postgres(replace(PROPS, protect_data=True)), Volume.TF_RESOURCE_TYPE)
+    assert protected["lifecycle"] == {"prevent_destroy": True}
+
+
+def test_wal_archive_gets_its_own_protected_volume() -> None:
+    synthesized = synth_postgres(replace(PROPS, protect_data=True, wal_archive_dir="/var/lib/postgresql/wal-archive"))
+    volumes = synthesized["resource"][Volume.TF_RESOURCE_TYPE]
+    assert sorted(v["name"] for v in volumes.values()) == ["t-postgres-data", "t-postgres-wal-archive"]
+    assert all(v["lifecycle"] == {"prevent_destroy": True} for v in volumes.values())
+    mounts = only(synthesized, Container.TF_RESOURCE_TYPE)["mounts"]
+    assert [m["target"] for m in mounts] == ["/var/lib/postgresql/data", "/var/lib/postgresql/wal-archive"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"superuser": "Robert'); drop"}, "superuser must be a plain PostgreSQL identifier"),
+        ({"image": "postgres 15"}, "image must be a reference"),
+        ({"init_scripts": (FileUpload(path="/tmp/x.sql", content=""),)}, "must live under /docker-entrypoint-initdb.d"),
+        ({"schema_files": (FileUpload(path="/schemas/a.sql", content=""), FileUpload(path="/schemas/a.sql", content=""))}, "unique"),
+    ],
+)
+def test_postgres_props_are_validated_on_creation(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(PROPS, **change)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (lambda: FileUpload(path="relative.conf", content=""), "absolute"),
+        (lambda: FileUpload(path="/a", content="", permissions="777"), "octal"),
+        (lambda: PublishedPort(container_port=0, host_port=1, bind_address="0.0.0.0"), "port out of range"),
+        (lambda: ContainerLimits(memory_mb=8, cpus=1, restart="no"), "memory_mb"),
+        (lambda: ContainerLimits(memory_mb=128, cpus=1, restart="sometimes"), "restart policy"),
+        (lambda: DockerEngineProps(host="pgdb.nn.local"), "unix://, tcp:// or ssh://"),
+        (lambda: DockerEngineProps(host="unix:///var/run/docker.sock", ssh_opts=("-v",)), "ssh_opts only apply"),
+        (lambda: PostApplyHooksProps(stack="x", content_hashes={"sql": "nope"}, container_ids={"a": "b"}, depends_on=()), "sha256"),
+    ],
+)
+def test_value_types_reject_bad_values(factory, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        factory()
+
+
+def test_post_apply_hooks_follow_content_and_containers() -> None:
+    digest = "a" * 64
+
+    def build(scope):  # type: ignore[no-untyped-def]
+        PostApplyHooks(
+            scope,
+            "hooks",
+            props=PostApplyHooksProps(
+                stack="local-db", content_hashes={"sql": digest}, container_ids={"postgres": "${x.id}"}, depends_on=()
+            ),
+        )
+
+    synthesized = synth_in_stack(build)
+    (resource,) = synthesized["resource"]["terraform_data"].values()
+    assert resource["triggers_replace"] == {"content_sql": digest, "container_postgres": "${x.id}"}
+    assert resource["provisioner"] == [
+        {"local-exec": {"command": "nndb hooks run local-db", "environment": {"NNDB_TRIGGERED_BY": "terraform"}}}
+    ]

@@ -1,0 +1,139 @@
+"""Whole stacks: each ADR layer, per-environment differences and the edge overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.project import REPO_ROOT, copy_project, synth
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    return synth(REPO_ROOT, tmp_path_factory.mktemp("out"), environ={})
+
+
+def containers(stack: dict) -> dict[str, dict]:
+    return {c["name"].rsplit("-", 1)[1]: c for c in stack["resource"]["docker_container"].values()}
+
+
+def upload(container: dict, path: str) -> str:
+    (content,) = [u["content"] for u in container["upload"] if u["file"] == path]
+    return content
+
+
+def test_base_layer_images_and_ports(stacks: dict[str, dict]) -> None:
+    images = sorted(i["name"] for i in stacks["local-db"]["resource"]["docker_image"].values())
+    assert images == ["postgres:15", "redis:7-alpine", "timescale/timescaledb:latest-pg15"]
+    ports = {name: c["ports"][0]["external"] for name, c in containers(stacks["local-db"]).items()}
+    assert ports == {"postgres": 5432, "timescale": 5433, "redis": 6379}
+    for image in stacks["prod-db"]["resource"]["docker_image"].values():
+        assert "@sha256:" in image["name"]
+
+
+def test_providers_target_the_right_engine(stacks: dict[str, dict]) -> None:
+    assert stacks["local-db"]["provider"]["docker"] == [{"host": "unix:///var/run/docker.sock"}]
+    for name in ("dev-db", "staging-db", "prod-db"):
+        (docker,) = stacks[name]["provider"]["docker"]
+        assert docker["host"] == "ssh://deploy@pgdb.nn.local"
+        assert docker["ssh_opts"] == ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+
+
+def test_backends(stacks: dict[str, dict]) -> None:
+    assert stacks["local-db"]["terraform"]["backend"] == {"local": {"path": "../../../terraform.local-db.tfstate"}}
+    assert stacks["dev-db"]["terraform"]["backend"] == {"local": {"path": "../../../terraform.dev-db.tfstate"}}
+    for env in ("staging", "prod"):
+        cloud = stacks[f"{env}-db"]["terraform"]["cloud"]
+        assert cloud == {"hostname": "app.terraform.io", "organization": "nexanest", "workspaces": {"name": f"nexanest-db-{env}"}}
+
+
+def test_configuration_layer_reaches_containers_through_uploads(stacks: dict[str, dict]) -> None:
+    local = containers(stacks["local-db"])
+    postgres_conf = upload(local["postgres"], "/etc/postgresql/postgresql.conf")
+    assert "listen_addresses = '*'" in postgres_conf and "shared_buffers = '128MB'" in postgres_conf
+    assert "archive_mode = off" in postgres_conf
+    assert "timescaledb.telemetry_level = off" in upload(local["timescale"], "/etc/postgresql/postgresql.conf")
+    redis_conf = upload(local["redis"], "/usr/local/etc/redis/redis.conf")
+    assert "aclfile /data/users.acl" in redis_conf and "maxmemory 128mb" in redis_conf
+    assert all(m.get("type") != "bind" for c in local.values() for m in c["mounts"]), "no bind mounts of deployer paths"
+
+
+def test_prod_archives_wal_and_protects_data(stacks: dict[str, dict]) -> None:
+    prod = stacks["prod-db"]
+    pg = containers(prod)["postgres"]
+    conf = upload(pg, "/etc/postgresql/postgresql.conf")
+    assert "archive_mode = on" in conf and "wal_level = replica" in conf
+    assert "/var/lib/postgresql/wal-archive" in [m["target"] for m in pg["mounts"]]
+    assert all(v["lifecycle"] == {"prevent_destroy": True} for v in prod["resource"]["docker_volume"].values())
+    assert all("lifecycle" not in v for v in stacks["local-db"]["resource"]["docker_volume"].values())
+
+
+def test_secrets_are_references_never_values(stacks: dict[str, dict]) -> None:
+    for stack in stacks.values():
+        for name, container in containers(stack).items():
+            password = upload(container, "/run/secrets/postgres_password" if name != "redis" else "/run/secrets/redis_password")
+            assert password.startswith("${sensitive(data.external.secrets_")
+        (external,) = stack["data"]["external"].values()
+        assert external["program"][:3] == ["nndb", "secrets", "terraform-external"]
+
+
+def test_outputs_are_endpoints_only(stacks: dict[str, dict]) -> None:
+    outputs = stacks["dev-db"]["output"]
+    assert {k: v["value"] for k, v in outputs.items()} == {
+        "postgres_host": "pgdb.nn.local",
+        "postgres_port": 5432,
+        "timescale_host": "pgdb.nn.local",
+        "timescale_port": 5433,
+        "redis_host": "pgdb.nn.local",
+        "redis_port": 6379,
+    }
+
+
+def test_connection_settings_override_config(tmp_path: Path) -> None:
+    environ = {"DB_HOST": "db.example.internal", "POSTGRES_PORT": "15432", "REDIS_HOST": "cache.internal"}
+    dev = synth(REPO_ROOT, tmp_path, environ=environ, stacks=("dev-db",))["dev-db"]
+    assert dev["provider"]["docker"][0]["host"] == "ssh://deploy@db.example.internal"
+    assert containers(dev)["postgres"]["ports"][0]["external"] == 15432
+    assert dev["output"]["postgres_host"]["value"] == "db.example.internal"
+    assert dev["output"]["redis_host"]["value"] == "cache.internal"
+
+
+def test_env_db_file_is_read_and_exported_variables_win(tmp_path: Path) -> None:
+    from nexanest_db.config import effective_environment
+
+    project = copy_project(tmp_path / "p")
+    (project / ".env.db").write_text("DB_HOST=from-file\nTIMESCALE_PORT=25433\n")
+    environ = effective_environment({"DB_HOST": "from-env"}, project / ".env.db")
+    dev = synth(project, tmp_path / "out", environ=environ, stacks=("dev-db",))["dev-db"]
+    assert dev["output"]["postgres_host"]["value"] == "from-env"
+    assert dev["output"]["timescale_port"]["value"] == 25433
+
+
+def test_changed_sql_rolls_the_container_and_reruns_hooks(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "p")
+    before = synth(project, tmp_path / "before", stacks=("local-db",))["local-db"]
+    schema_dir = project / "sql" / "schemas" / "auth"
+    schema_dir.mkdir(parents=True, exist_ok=True)
+    (schema_dir / "zz_test_added.sql").write_text("-- added by a test\n")
+    after = synth(project, tmp_path / "after", stacks=("local-db",))["local-db"]
+
+    def schema_uploads(stack: dict) -> list[str]:
+        return sorted(u["file"] for u in containers(stack)["postgres"]["upload"] if u["file"].startswith("/schemas/"))
+
+    assert "/schemas/auth/zz_test_added.sql" in schema_uploads(after)
+    assert "/schemas/auth/zz_test_added.sql" not in schema_uploads(before)
+    triggers = [next(iter(s["resource"]["terraform_data"].values()))["triggers_replace"] for s in (before, after)]
+    assert triggers[0]["content_sql"] != triggers[1]["content_sql"]
+    assert triggers[0]["content_config"] == triggers[1]["content_config"]
+
+
+def test_changed_setting_changes_only_that_container(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "p")
+    before = containers(synth(project, tmp_path / "before", stacks=("local-db",))["local-db"])
+    config = project / "config" / "local.toml"
+    config.write_text(config.read_text().replace("log_min_duration_statement = 1000", "log_min_duration_statement = 250"))
+    after = containers(synth(project, tmp_path / "after", stacks=("local-db",))["local-db"])
+    changed = sorted(name for name in before if json.dumps(before[name], sort_keys=True) != json.dumps(after[name], sort_keys=True))
+    assert changed == ["postgres"]
