@@ -204,7 +204,7 @@ def external_query(config: EnvironmentConfig) -> dict[str, str]:
     (reviewable) references in the query also makes a pinned-version bump
     show up in the PR diff of ``cdk.tf.json``.
     """
-    return {"stack": config.stack, "secrets": config.secrets.model_dump_json()}
+    return {"stack": config.stack, "secrets": config.secrets.model_dump_json(exclude_none=True)}
 
 
 def secrets_config_from_query(stack: str, query: Mapping[str, object]) -> SecretsConfig | None:

@@ -1,5 +1,146 @@
-"""`nndb secrets` commands."""
+"""`nndb secrets`: check the tier's credentials, feed them to Terraform, log a Terraform Cloud run in to Vault.
+
+Only ``terraform-external`` ever writes a value, and only to stdout, which
+Terraform's external data source reads into state (marked sensitive by the
+stack). Everything else reports where a secret is looked up and whether it is
+there. See docs/secrets.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, TextIO
 
 import typer
 
-app = typer.Typer(help="secrets commands", no_args_is_help=True)
+from nexanest_db.commands.common import resolve
+from nexanest_db.config import effective_environment, find_env_file
+from nexanest_db.errors import SecretsError
+from nexanest_db.secrets import CredentialSource, check_all, resolve_all, secrets_config_from_query, source_for
+
+app = typer.Typer(help="Check credentials and hand them to Terraform (values never printed).", no_args_is_help=True)
+
+StackArg = Annotated[str, typer.Argument(help="local-db, dev-db, staging-db or prod-db")]
+
+DEFAULT_JWT_MOUNT = "jwt"
+TFC_LOGIN_TIMEOUT_S = 10.0
+
+
+@app.command("check")
+def check(stack: StackArg) -> None:
+    """Resolve every secret as a deploy would and report each as present or missing (never the value)."""
+    resolved = resolve(stack)
+    source = resolved.credentials()
+    statuses = check_all(source)
+    typer.echo(f"{stack}: secrets from {_origin(source)}")
+    width = max(len(s.name) for s in statuses)
+    typer.echo(f"{'secret'.ljust(width)}  {'status':7}  location")
+    for status in statuses:
+        typer.echo(f"{status.name.ljust(width)}  {'present' if status.present else 'missing':7}  {status.location}")
+    problems = list(dict.fromkeys(s.problem for s in statuses if s.problem))
+    missing = [s.name for s in statuses if not s.present]
+    if not missing:
+        typer.echo(f"all {len(statuses)} secrets present")
+        return
+    for problem in problems:
+        typer.echo(f"problem: {problem}")
+    if len(problems) == 1 and len(missing) > 1:
+        raise SecretsError(problems[0])
+    raise SecretsError(
+        f"{resolved.config.environment}: {len(missing)} of {len(statuses)} secrets missing ({', '.join(missing)}); "
+        f"fix them and re-run `nndb secrets check {stack}`"
+    )
+
+
+@app.command("terraform-external")
+def terraform_external(stack: StackArg) -> None:
+    """Program of the stack's data "external" "secrets": JSON query on stdin, every secret as JSON on stdout.
+
+    Terraform runs it at plan time from cdktf.out/stacks/<stack>/; on failure it
+    prints one line on stderr and exits non-zero, which stops the plan before
+    any resource changes.
+    """
+    query = _read_query(sys.stdin, stack)
+    secrets_config = secrets_config_from_query(stack, query)
+    source: CredentialSource
+    if secrets_config is None:
+        source = resolve(stack).credentials()
+    else:
+        # The query carries the secrets config: no project files needed (a Terraform Cloud agent has only the stack directory).
+        source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here())
+    values = resolve_all(source)
+    json.dump({name: value.get_secret_value() for name, value in values.items()}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+@app.command("tfc-login")
+def tfc_login() -> None:
+    """Terraform Cloud agent pre-plan hook: JWT login with the run's workload identity, VAULT_TOKEN into $TFC_AGENT_ENV."""
+    from pydantic import SecretStr
+
+    from nexanest_db.vault import VaultEndpoint, jwt_login
+
+    environ = dict(os.environ)  # the edge: this command is started by the agent with the run's environment
+    label = f"terraform cloud run ({environ.get('TFC_WORKSPACE_NAME') or 'unknown workspace'})"
+    identity = environ.get("TFC_WORKLOAD_IDENTITY_TOKEN")
+    if not identity:
+        raise SecretsError(
+            f"{label}: TFC_WORKLOAD_IDENTITY_TOKEN is not set; "
+            "set the workspace variable TFC_WORKLOAD_IDENTITY_AUDIENCE so the run gets one"
+        )
+    role = environ.get("NNDB_VAULT_JWT_ROLE")
+    if not role:
+        raise SecretsError(f"{label}: NNDB_VAULT_JWT_ROLE is not set; set it on the workspace to the Vault JWT role for this workspace")
+    agent_env = environ.get("TFC_AGENT_ENV")
+    if not agent_env:
+        raise SecretsError(f"{label}: TFC_AGENT_ENV is not set; tfc-login runs as a Terraform Cloud agent hook (hooks/terraform-pre-plan)")
+    mount = environ.get("NNDB_VAULT_JWT_MOUNT") or DEFAULT_JWT_MOUNT
+    endpoint = VaultEndpoint.from_environ(environment=label, environ=environ, timeout_s=TFC_LOGIN_TIMEOUT_S)
+    login = jwt_login(endpoint, mount=mount, role=role, jwt=SecretStr(identity))
+    try:
+        with open(agent_env, "a", encoding="utf-8") as handle:
+            handle.write(f"VAULT_TOKEN={login.token.get_secret_value()}\n")
+    except OSError as exc:
+        raise SecretsError(
+            f"{label}: cannot append to $TFC_AGENT_ENV ({agent_env}: {exc.strerror}); check the agent's hook setup"
+        ) from None
+    policies = ", ".join(login.policies) or "none"
+    typer.echo(
+        f"nndb: logged in to {endpoint.label} with JWT role {role!r} at auth/{mount} "
+        f"(ttl {login.ttl_s}s, policies: {policies}); VAULT_TOKEN handed to this run"
+    )
+
+
+def _origin(source: CredentialSource) -> str:
+    from nexanest_db.vault import VaultSource
+
+    if isinstance(source, VaultSource):
+        return f"{source.endpoint.label}, auth {source.auth}"
+    return "the environment (.env.db and *_FILE variables included)"
+
+
+def _environment_here() -> dict[str, str]:
+    """The edge for terraform-external without a project: process environment over the nearest ``.env.db``."""
+    return effective_environment(os.environ, find_env_file(Path.cwd()))
+
+
+def _read_query(stream: TextIO, stack: str) -> dict[str, object]:
+    """Terraform sends the query as one JSON object on stdin; by hand at a terminal there is none."""
+    if stream.isatty():
+        return {}
+    text = stream.read()
+    if not text.strip():
+        return {}
+    try:
+        query = json.loads(text)
+    except json.JSONDecodeError:
+        query = None
+    if not isinstance(query, dict):
+        raise SecretsError(
+            f"{stack}: stdin is not the JSON object Terraform's external data source sends; "
+            "run this only as the stack's data source program"
+        )
+    return query
