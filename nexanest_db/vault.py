@@ -63,6 +63,10 @@ class VaultEndpoint:
                 f"{environment}: VAULT_ADDR is not set; {environment} reads its secrets from Vault: export VAULT_ADDR=https://<vault>:8200"
             )
         parts = urlsplit(addr)
+        if parts.username or parts.password:  # the address appears in every message: it must not carry credentials
+            raise SecretsError(
+                f"{environment}: VAULT_ADDR must not contain user:password@; Vault authenticates with VAULT_TOKEN or AppRole"
+            )
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise SecretsError(f"{environment}: VAULT_ADDR must be an http(s) URL such as https://vault.example:8200, got {addr!r}")
         ca_cert = environ.get("VAULT_CACERT") or None

@@ -149,6 +149,10 @@ def test_configured_method_wins_when_both_are_present_otherwise_whichever_is(con
         ({}, "prod: VAULT_ADDR is not set; prod reads its secrets from Vault: export VAULT_ADDR=https://<vault>:8200"),
         ({"VAULT_ADDR": "vault:8200"}, "prod: VAULT_ADDR must be an http(s) URL such as https://vault.example:8200, got 'vault:8200'"),
         (
+            {"VAULT_ADDR": "https://ops:SENTINEL-basic@vault:8200"},
+            "prod: VAULT_ADDR must not contain user:password@; Vault authenticates with VAULT_TOKEN or AppRole",
+        ),
+        (
             {"VAULT_ADDR": "https://vault:8200", "VAULT_ROLE_ID": "r"},
             "prod: VAULT_ROLE_ID is set but VAULT_SECRET_ID is not; AppRole login needs both (or set VAULT_TOKEN)",
         ),
