@@ -1,5 +1,114 @@
-"""`nndb hooks` commands."""
+"""`nndb hooks run|list`: the post-apply hooks (what `cdktf deploy` runs after the apply)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="hooks commands", no_args_is_help=True)
+from nexanest_db.commands.common import resolve
+from nexanest_db.commands.hookrun import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_LOCK_TIMEOUT_S,
+    build_context,
+    configure_logging,
+    console,
+    disabled_plugins,
+    endpoints_line,
+)
+from nexanest_db.hookspecs import PHASE_HOOKS
+from nexanest_db.plugins.manager import RunFailed, StepOutcome, plugin_manager, plugin_table, run_phases
+
+app = typer.Typer(help="Post-apply hooks: init SQL, schemas and migrations, permissions, backup registration.", no_args_is_help=True)
+
+Stack = Annotated[str, typer.Argument(help="local-db, dev-db, staging-db or prod-db")]
+ProjectDir = Annotated[Path | None, typer.Option("--project-dir", help="project root (default: walk up from cwd, or NNDB_PROJECT_DIR)")]
+Disable = Annotated[list[str] | None, typer.Option("--disable-plugin", help="skip this plugin (repeatable; also NNDB_DISABLE_PLUGINS)")]
+BackupDir = Annotated[
+    Path | None,
+    typer.Option("--backup-dir", help="base directory for dumps and catalog (default: config backup.directory; NNDB_BACKUP_DIR)"),
+]
+ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
+LockTimeout = Annotated[float, typer.Option("--lock-timeout", help="seconds to wait for another run to finish")]
+AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging (tracebacks of plugin bugs)")]
+
+
+def print_outcome(outcome: StepOutcome) -> None:
+    for change in outcome.changes:
+        console.print(f"  + {outcome.plugin:<12} {change.subject:<20} {change.summary}", markup=False)
+
+
+def run_hooks_command(
+    stack: str,
+    *,
+    hooks: tuple[str, ...],
+    label: str,
+    project_dir: Path | None,
+    disable: list[str] | None,
+    backup_dir: Path | None,
+    connect_timeout: float,
+    lock_timeout: float,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    logger = configure_logging(verbose)
+    resolved = resolve(stack, project_dir)
+    manager = plugin_manager(disabled=disabled_plugins(resolved, disable))
+    context = build_context(resolved, logger=logger, backup_dir=backup_dir, connect_timeout_s=connect_timeout, lock_timeout_s=lock_timeout)
+    if not as_json:
+        console.print(f"{label} {stack}: {endpoints_line(resolved)}", markup=False)
+    try:
+        report = run_phases(manager, context, hooks=hooks, on_outcome=None if as_json else print_outcome)
+    except RunFailed as failure:
+        if as_json:
+            console.print_json(json.dumps({**failure.report.as_dict(), "error": str(failure)}))
+        else:
+            console.print(f"{failure.report.summary_line(label)} before the failure", markup=False)
+        raise
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    if report.disabled:
+        console.print(f"  (disabled: {', '.join(report.disabled)})", markup=False)
+    console.print(f"{report.summary_line(label)} in {report.seconds:.2f}s", markup=False)
+
+
+@app.command("run")
+def run(
+    stack: Stack,
+    project_dir: ProjectDir = None,
+    disable: Disable = None,
+    backup_dir: BackupDir = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
+    lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT_S,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run every post-apply phase in order; idempotent (a second run reports `hooks: 0 changes (up to date)`)."""
+    run_hooks_command(
+        stack,
+        hooks=PHASE_HOOKS,
+        label="hooks",
+        project_dir=project_dir,
+        disable=disable,
+        backup_dir=backup_dir,
+        connect_timeout=connect_timeout,
+        lock_timeout=lock_timeout,
+        as_json=as_json,
+        verbose=verbose,
+    )
+
+
+@app.command("list")
+def list_plugins(stack: Stack, project_dir: ProjectDir = None, disable: Disable = None) -> None:
+    """Show the installed plugins, the phase hooks each implements, and which are disabled."""
+    resolved = resolve(stack, project_dir)
+    manager = plugin_manager(disabled=disabled_plugins(resolved, disable))
+    for name, hooks in plugin_table(manager):
+        console.print(f"{name:<14} {', '.join(hooks) or '-'}", markup=False)
+    for name, plugin in manager.list_name_plugin():
+        if plugin is None:
+            console.print(f"{name:<14} (disabled)", markup=False)

@@ -1,0 +1,284 @@
+"""Backups: the catalog, ``pg_dump -Fc`` with consistent row counts, and restore-to-prove.
+
+Layout under the stack's backup directory (``<project>/<backup.directory>/<stack>/`` or
+``$NNDB_BACKUP_DIR/<stack>/``)::
+
+    catalog.json                         # policy per database + every backup taken
+    <instance>/<database>/<UTC timestamp>.dump
+
+A backup is taken inside one REPEATABLE READ snapshot that both ``pg_dump --snapshot`` and the
+row counts use, so "restore and compare row counts" is an exact test. Verification restores the
+dump into a scratch database on the same instance (``nndb_verify_<db>_<random>``), compares every
+table's count, and drops the scratch database whatever happens.
+
+Passwords reach pg_dump/pg_restore through ``PGPASSWORD`` in their environment, never argv.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from nexanest_db.config import BackupPolicy, HostPort
+from nexanest_db.errors import BackupError
+from nexanest_db.queries import compose_query, load_query
+from nexanest_db.roles import ServiceRoles
+
+CATALOG = "catalog.json"
+CATALOG_VERSION = 1
+
+
+def policy_dict(policy: BackupPolicy) -> dict[str, object]:
+    return {"schedule": policy.schedule, "retention_days": policy.retention_days, "pitr": policy.pitr}
+
+
+@dataclass(kw_only=True)
+class BackupRecord:
+    id: str
+    subject: str  # <instance>/<database>
+    file: str  # relative to the stack's backup directory
+    sha256: str
+    size: int
+    taken_at: str
+    server_version: str
+    row_counts: dict[str, int]
+    verified_at: str | None = None
+    verified: bool | None = None
+    verify_detail: str | None = None
+
+
+@dataclass(kw_only=True)
+class DatabaseEntry:
+    subject: str
+    service: str
+    instance: str
+    database: str
+    policy: dict[str, object]
+    registered_at: str
+
+
+@dataclass(kw_only=True)
+class Catalog:
+    directory: Path
+    stack: str
+    databases: dict[str, DatabaseEntry] = field(default_factory=dict)
+    backups: list[BackupRecord] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, directory: Path, stack: str) -> Catalog:
+        path = directory / CATALOG
+        if not path.exists():
+            return cls(directory=directory, stack=stack)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                directory=directory,
+                stack=stack,
+                databases={k: DatabaseEntry(**v) for k, v in raw.get("databases", {}).items()},
+                backups=[BackupRecord(**b) for b in raw.get("backups", [])],
+            )
+        except (ValueError, TypeError) as exc:
+            raise BackupError(f"{path}: unreadable backup catalog ({exc}); restore it or move it aside") from None
+
+    def save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "version": CATALOG_VERSION,
+            "stack": self.stack,
+            "databases": {k: asdict(v) for k, v in sorted(self.databases.items())},
+            "backups": [asdict(b) for b in self.backups],
+        }
+        tmp = self.directory / f".{CATALOG}.tmp"
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.directory / CATALOG)  # atomic: a crash never leaves half a catalog
+
+    def latest(self, subject: str, *, verified_only: bool = False) -> BackupRecord | None:
+        candidates = [b for b in self.backups if b.subject == subject and (b.verified or not verified_only)]
+        return max(candidates, key=lambda b: b.taken_at, default=None)
+
+    def path_of(self, record: BackupRecord) -> Path:
+        return self.directory / record.file
+
+
+@contextmanager
+def catalog_lock(directory: Path) -> Iterator[None]:
+    """One writer per stack's catalog at a time (a deploy's hooks vs. a scheduled `nndb backup run`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".catalog.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- client tools -------------------------------------------------------------------------------
+
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
+
+
+def find_tool(name: str, major: int) -> str:
+    """``pg_dump``/``pg_restore`` of the server's major version (Debian: postgresql-client-<major>)."""
+    candidates = [Path(f"/usr/lib/postgresql/{major}/bin/{name}"), shutil.which(name)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            out = subprocess.run([str(candidate), "--version"], capture_output=True, text=True, check=False).stdout
+            match = _VERSION.search(out)
+            if match and int(match[1]) == major:
+                return str(candidate)
+    raise BackupError(
+        f"{name} {major} not found (the server is PostgreSQL {major}); install it: apt-get install -y postgresql-client-{major}"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PgTarget:
+    """How client tools reach one database (the password goes to the child's environment only)."""
+
+    endpoint: HostPort
+    user: str
+    password: str
+    connect_timeout_s: float
+
+    def argv(self, database: str) -> list[str]:
+        return [
+            "--host",
+            self.endpoint.host,
+            "--port",
+            str(self.endpoint.port),
+            "--username",
+            self.user,
+            "--dbname",
+            database,
+            "--no-password",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no stray PGHOST/PGPASSFILE
+        env.update(PGPASSWORD=self.password, PGCONNECT_TIMEOUT=str(max(2, round(self.connect_timeout_s))), PGAPPNAME="nndb-backup")
+        return env
+
+
+def _run_tool(argv: list[str], target: PgTarget, what: str) -> None:
+    result = subprocess.run(argv, env=target.env(), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        reason = lines[0] if lines else f"exit code {result.returncode}"
+        raise BackupError(f"{what}: {reason}")
+
+
+# --- taking and verifying -----------------------------------------------------------------------
+
+
+def _row_counts(conn: psycopg.Connection, sql_dir: Path) -> dict[str, int]:
+    counts = {}
+    for schema, table in conn.execute(load_query(sql_dir, "backup-tables")).fetchall():  # type: ignore[arg-type]
+        row = conn.execute(compose_query(sql_dir, "count-rows", table=(schema, table))).fetchone()
+        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+    return counts
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def take_backup(
+    conn: psycopg.Connection, *, service: ServiceRoles, target: PgTarget, pg_dump: str, catalog: Catalog, sql_dir: Path
+) -> BackupRecord:
+    """``pg_dump -Fc`` of the service database plus its row counts, from one snapshot."""
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    relative = f"{service.instance}/{service.database}/{stamp}.dump"
+    path = catalog.directory / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with conn.transaction():
+        conn.execute(load_query(sql_dir, "snapshot-export"))  # type: ignore[arg-type]
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = row[0] if row else ""
+        counts = _row_counts(conn, sql_dir)
+        argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", f"--file={path}", *target.argv(service.database)]
+        _run_tool(argv, target, f"pg_dump of {service.subject}")
+    return BackupRecord(
+        id=f"{stamp}-{service.instance}-{service.database}",
+        subject=service.subject,
+        file=relative,
+        sha256=_sha256(path),
+        size=path.stat().st_size,
+        taken_at=now.isoformat(timespec="microseconds"),
+        server_version=conn.info.parameter_status("server_version") or "",
+        row_counts=counts,
+    )
+
+
+def verify_backup(
+    maintenance: psycopg.Connection,
+    *,
+    record: BackupRecord,
+    catalog: Catalog,
+    target: PgTarget,
+    pg_restore: str,
+    sql_dir: Path,
+    connect_scratch,
+) -> str:
+    """Restore ``record`` into a scratch database and compare row counts; return a summary or raise BackupError.
+
+    ``connect_scratch(name)`` opens a superuser connection to the scratch database.
+    """
+    path = catalog.path_of(record)
+    if not path.is_file():
+        raise BackupError(f"{record.subject}: backup {record.id} is missing its file {path}; run `nndb backup run`")
+    if _sha256(path) != record.sha256:
+        raise BackupError(
+            f"{record.subject}: backup {record.id} does not match its recorded checksum (file altered or truncated); run `nndb backup run`"
+        )
+    database = record.subject.split("/", 1)[1]
+    scratch = f"nndb_verify_{database}_{secrets.token_hex(4)}"[:63]
+    maintenance.execute(compose_query(sql_dir, "scratch-create", database=scratch))
+    try:
+        argv = [pg_restore, "--exit-on-error", "--single-transaction", *target.argv(scratch), str(path)]
+        _run_tool(argv, target, f"restore of {record.subject} backup {record.id} into scratch database {scratch}")
+        with connect_scratch(scratch) as conn:
+            restored = _row_counts(conn, sql_dir)
+    finally:
+        maintenance.execute(compose_query(sql_dir, "scratch-drop", database=scratch))
+    if restored != record.row_counts:
+        diff = sorted(set(restored.items()) ^ set(record.row_counts.items()))
+        raise BackupError(
+            f"{record.subject}: backup {record.id} restored with different row counts ({diff[:3]}); the dump is not trustworthy"
+        )
+    return f"{len(restored)} tables, {sum(restored.values())} rows"
+
+
+def mark_verified(record: BackupRecord, *, ok: bool, detail: str) -> None:
+    record.verified = ok
+    record.verified_at = datetime.now(UTC).isoformat(timespec="seconds")
+    record.verify_detail = detail
+
+
+def prune(catalog: Catalog, *, retention_days: int, now: datetime | None = None) -> list[BackupRecord]:
+    """Drop backups older than the retention, always keeping each database's latest verified one."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=retention_days)
+    keep_ids = {b.id for subject in {b.subject for b in catalog.backups} if (b := catalog.latest(subject, verified_only=True))}
+    removed = [b for b in catalog.backups if datetime.fromisoformat(b.taken_at) < cutoff and b.id not in keep_ids]
+    for record in removed:
+        catalog.path_of(record).unlink(missing_ok=True)
+    catalog.backups = [b for b in catalog.backups if b not in removed]
+    return removed

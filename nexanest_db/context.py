@@ -1,0 +1,96 @@
+"""What every post-apply hook receives (``HookContext``) and returns (``Change``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import psycopg
+import redis
+
+from nexanest_db.config import Endpoints, EnvironmentConfig, ProjectPaths
+from nexanest_db.pg import PostgresSessions
+from nexanest_db.redis_session import connect_redis
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, ServiceRoles, all_services
+from nexanest_db.secrets import CredentialSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """One thing a hook changed, e.g. ``Change(subject="postgres/auth", summary="created role auth_owner")``."""
+
+    subject: str
+    summary: str
+
+
+@dataclass(kw_only=True)
+class HookContext:
+    """The run context: one per run, shared by every hook of every phase.
+
+    ``stack``, ``config``, ``endpoints`` (config overridden by DB_HOST, POSTGRES_HOST/PORT, ...,
+    ``.env.db``), ``credentials``, ``paths`` (project root, ``sql/``), ``backup_dir`` and ``logger``
+    are resolved once at the edge (``nndb``); nothing below reads the environment.
+    """
+
+    stack: str
+    config: EnvironmentConfig
+    endpoints: Endpoints
+    credentials: CredentialSource
+    paths: ProjectPaths
+    backup_dir: Path
+    logger: logging.Logger
+    connect_timeout_s: float = 10.0
+    lock_timeout_s: float = 60.0
+    run_lock: bool = True
+    _passwords: dict[str, str] = field(default_factory=dict, repr=False)
+    _redis: redis.Redis | None = field(default=None, repr=False)
+
+    @cached_property
+    def services(self) -> tuple[ServiceRoles, ...]:
+        """Every service with its role names (see ``nexanest_db.roles``), in a stable order."""
+        return all_services(self.config)
+
+    def password(self, secret: str) -> str:
+        """The value of a logical secret, fetched once per run. Use it at the point of use; never log it."""
+        if secret not in self._passwords:
+            self._passwords[secret] = self.credentials.get(secret).get_secret_value()
+        return self._passwords[secret]
+
+    @cached_property
+    def postgres(self) -> PostgresSessions:
+        """Superuser sessions per (instance, database); the first one per instance takes the run lock."""
+        return PostgresSessions(
+            config=self.config,
+            endpoints_for=self.endpoints.for_instance,
+            password_for=self.password,
+            secret_hint=self.credentials.describe,
+            logger=self.logger,
+            connect_timeout_s=self.connect_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
+            run_lock=self.run_lock,
+        )
+
+    def pg(self, instance: str, database: str = "postgres") -> psycopg.Connection:
+        """Shorthand for ``context.postgres.connect(instance, database)``."""
+        return self.postgres.connect(instance, database)
+
+    def redis(self) -> redis.Redis:
+        """The Redis client of the run, authenticated as the default user."""
+        if self._redis is None:
+            self._redis = connect_redis(
+                endpoint=self.endpoints.redis,
+                password=self.password(REDIS_DEFAULT_SECRET),
+                secret_hint=self.credentials.describe(REDIS_DEFAULT_SECRET),
+                timeout_s=self.connect_timeout_s,
+            )
+        return self._redis
+
+    def close(self) -> None:
+        """End of run: close connections (releasing the run lock)."""
+        if "postgres" in self.__dict__:
+            self.postgres.close()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None

@@ -1,0 +1,147 @@
+"""The migration ledger: what is applied, what is pending, and applying it safely.
+
+The ledger (``nndb.schema_migrations``, created by ``sql/ledger/01-create-ledger.sql``) lives in
+each service database, keyed by (service, version). A migration and its ledger row commit in one
+transaction; a failing migration rolls back whole, so the ledger always tells the truth.
+
+Before anything is applied, every service's plan is checked: an applied file whose checksum
+changed is refused, and a new file numbered below the latest applied version is reported as out
+of order and not applied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from nexanest_db.errors import MigrationError
+from nexanest_db.migration_files import Migration
+from nexanest_db.queries import compose_query, load_query
+from nexanest_db.roles import ServiceRoles
+from nexanest_db.sqlfiles import one_line
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerRow:
+    version: int
+    description: str
+    script: str
+    checksum: str
+    applied_at: datetime
+    execution_ms: int
+    applied_by: str
+
+
+@dataclass(kw_only=True)
+class ServicePlan:
+    roles: ServiceRoles
+    migrations: list[Migration]
+    applied: dict[int, LedgerRow]
+    ledger_exists: bool
+    pending: list[Migration] = field(default_factory=list)
+    out_of_order: list[Migration] = field(default_factory=list)
+    changed: list[tuple[Migration, LedgerRow]] = field(default_factory=list)
+    missing_files: list[LedgerRow] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """One line per reason not to apply anything for this service."""
+        lines = []
+        for migration, row in self.changed:
+            lines.append(
+                f"{migration.script}: checksum mismatch — changed after it was applied to {self.roles.subject} on "
+                f"{row.applied_at:%Y-%m-%d %H:%M} (ledger {row.checksum[:12]}, file {migration.checksum[:12]}); "
+                "restore the applied text and put the change in a new migration"
+            )
+        latest = max(self.applied, default=None)
+        for migration in self.out_of_order:
+            lines.append(
+                f"{migration.script}: out of order — new {migration.label} is below the latest applied V{latest:03d} on "
+                f"{self.roles.subject}; not applied: renumber it above V{latest:03d}"
+            )
+        return lines
+
+
+def read_ledger(conn: psycopg.Connection, service: str, sql_dir: Path) -> tuple[bool, dict[int, LedgerRow]]:
+    """(ledger exists, applied rows by version) for ``service`` in the connected database."""
+    row = conn.execute("SELECT to_regclass('nndb.schema_migrations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return False, {}
+    rows = conn.execute(load_query(sql_dir, "ledger-applied"), {"service": service}).fetchall()
+    return True, {
+        r[0]: LedgerRow(version=r[0], description=r[1], script=r[2], checksum=r[3], applied_at=r[4], execution_ms=r[5], applied_by=r[6])
+        for r in rows
+    }
+
+
+def make_plan(roles: ServiceRoles, migrations: list[Migration], applied: dict[int, LedgerRow], *, ledger_exists: bool) -> ServicePlan:
+    plan = ServicePlan(roles=roles, migrations=migrations, applied=applied, ledger_exists=ledger_exists)
+    latest_applied = max(applied, default=-1)
+    on_disk = {m.version for m in migrations}
+    for migration in migrations:
+        row = applied.get(migration.version)
+        if row is not None:
+            if row.checksum != migration.checksum:
+                plan.changed.append((migration, row))
+        elif migration.version < latest_applied:
+            plan.out_of_order.append(migration)
+        else:
+            plan.pending.append(migration)
+    plan.missing_files = [row for version, row in sorted(applied.items()) if version not in on_disk]
+    return plan
+
+
+NoticeSink = Callable[[Migration, str], None]
+
+
+def apply_migration(
+    conn: psycopg.Connection, migration: Migration, roles: ServiceRoles, sql_dir: Path, notice: NoticeSink | None = None
+) -> int:
+    """Apply one migration and record it, in ONE transaction; return its execution time in ms.
+
+    Runs as the service's owner role with ``search_path = <schema>, public``. A failure rolls the
+    whole migration back (and its ledger row with it) and raises ``MigrationError`` naming file and line.
+    """
+    session = compose_query(sql_dir, "migration-session", owner_role=roles.owner_role, schema=roles.schema)
+    handler = None
+    if notice is not None:
+
+        def handler(diag: psycopg.errors.Diagnostic) -> None:
+            notice(migration, diag.message_primary or "")
+
+        conn.add_notice_handler(handler)
+    started = time.perf_counter()
+    try:
+        with conn.transaction():
+            conn.execute(session)
+            for statement in migration.statements:
+                try:
+                    conn.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
+                except psycopg.Error as exc:
+                    position = getattr(exc.diag, "statement_position", None)
+                    offset = statement.text[: int(position) - 1].count("\n") if position else 0
+                    raise MigrationError(
+                        f"{statement.display}:{statement.line + offset}: {one_line(exc)}; {migration.label} of {roles.subject} "
+                        "rolled back whole (earlier migrations stay applied) — fix the file and run again"
+                    ) from None
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
+            conn.execute(load_query(sql_dir, "migration-session-end"))  # type: ignore[arg-type]
+            conn.execute(
+                load_query(sql_dir, "ledger-record"),  # type: ignore[arg-type]
+                {
+                    "service": migration.service,
+                    "version": migration.version,
+                    "description": migration.description,
+                    "script": migration.script,
+                    "checksum": migration.checksum,
+                    "execution_ms": elapsed_ms,
+                },
+            )
+    finally:
+        if handler is not None:
+            conn.remove_notice_handler(handler)
+    return elapsed_ms

@@ -1,0 +1,139 @@
+"""Migration files on disk: discovery, checksums, statements with their line numbers.
+
+Per service:
+
+* the baseline — every ``*.sql`` in ``sql/schemas/<service>/`` (sorted by name), applied together as
+  ledger version 0;
+* versioned migrations — ``sql/migrations/<service>/V<number>__<description>.sql``, e.g.
+  ``V002__add_email_index.sql`` (version 2, "add email index").
+
+Files are split into statements with pglast (PostgreSQL's own parser), so a syntax error is reported
+as ``file:line`` before anything touches a database, and a failing statement can be named by line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pglast import parser
+
+from nexanest_db.errors import MigrationError
+
+FILE_NAME = re.compile(r"^V(?P<version>\d+)__(?P<description>[A-Za-z0-9_]+)\.sql$")
+# Migrations run inside a transaction the tool owns; one of these inside a file would break that.
+_TRANSACTION_CONTROL = re.compile(
+    r"^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE
+)
+BASELINE_VERSION = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Statement:
+    text: str
+    display: str  # file, project-relative
+    line: int  # 1-based line where the statement starts
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceFile:
+    path: Path
+    display: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Migration:
+    service: str
+    version: int
+    description: str
+    sources: tuple[SourceFile, ...]
+
+    @property
+    def label(self) -> str:
+        return "baseline" if self.version == BASELINE_VERSION else f"V{self.version:03d}"
+
+    @property
+    def script(self) -> str:
+        """What the ledger records as the script: the file, or the baseline directory."""
+        if len(self.sources) == 1:
+            return self.sources[0].display
+        return self.sources[0].display.rsplit("/", 1)[0] + "/"
+
+    @cached_property
+    def checksum(self) -> str:
+        digest = hashlib.sha256()
+        for source in self.sources:
+            if len(self.sources) > 1:
+                digest.update(source.display.rsplit("/", 1)[-1].encode() + b"\0")
+            # Line endings are normalised so a checkout with CRLF does not look like an edit.
+            digest.update(source.text.replace("\r\n", "\n").encode("utf-8"))
+        return digest.hexdigest()
+
+    @cached_property
+    def statements(self) -> tuple[Statement, ...]:
+        return tuple(statement for source in self.sources for statement in split_statements(source))
+
+
+def split_statements(source: SourceFile) -> list[Statement]:
+    text = source.text
+    try:
+        slices = parser.split(text, with_parser=True, only_slices=True)
+    except parser.ParseError as exc:
+        message, position = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        line = text.count("\n", 0, position) + 1
+        raise MigrationError(f"{source.display}:{line}: {message}; fix the SQL (nothing was applied)") from None
+    statements = []
+    for piece in slices:
+        body = text[piece]
+        line = text.count("\n", 0, piece.start) + 1
+        if _TRANSACTION_CONTROL.match(body):
+            raise MigrationError(
+                f"{source.display}:{line}: {body.split()[0].upper()} found; each migration already runs in its own transaction, remove it"
+            )
+        statements.append(Statement(text=body, display=source.display, line=line))
+    return statements
+
+
+def _read(path: Path, root: Path) -> SourceFile:
+    display = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MigrationError(f"{display}: not UTF-8 text") from None
+    return SourceFile(path=path, display=display, text=text)
+
+
+def discover(sql_dir: Path, service: str, *, root: Path) -> list[Migration]:
+    """The baseline (if any) and every versioned migration of ``service``, by version."""
+    migrations: list[Migration] = []
+    schema_dir = sql_dir / "schemas" / service
+    baseline_files = sorted(schema_dir.glob("*.sql")) if schema_dir.is_dir() else []
+    if baseline_files:
+        sources = tuple(_read(path, root) for path in baseline_files)
+        migrations.append(Migration(service=service, version=BASELINE_VERSION, description="schema", sources=sources))
+    migration_dir = sql_dir / "migrations" / service
+    seen: dict[int, str] = {}
+    for path in sorted(migration_dir.iterdir()) if migration_dir.is_dir() else []:
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        source = _read(path, root)
+        match = FILE_NAME.match(path.name)
+        if not match:
+            raise MigrationError(
+                f"{source.display}: not a migration file name; expected V<number>__<description>.sql, e.g. V004__add_index.sql"
+            )
+        version = int(match["version"])
+        if version == BASELINE_VERSION:
+            raise MigrationError(f"{source.display}: version 0 is the baseline (sql/schemas/{service}/); number migrations from V001")
+        if version in seen:
+            raise MigrationError(
+                f"{source.display}: version {version} is also used by {seen[version]}; give one of them the next free number"
+            )
+        seen[version] = source.display
+        description = match["description"].replace("_", " ")
+        migrations.append(Migration(service=service, version=version, description=description, sources=(source,)))
+    return sorted(migrations, key=lambda m: m.version)

@@ -1,0 +1,180 @@
+"""PostgreSQL sessions for one run: superuser connections, clear connection errors, the run lock.
+
+Every connection is bounded by ``connect_timeout_s`` and fails with one ``ConnectionFailed`` line
+naming the instance, the address and what to check (never the password). Connections are cached for
+the run, so five phases cost one login per database.
+
+The run lock: the first connection a run opens to an instance takes a session-level advisory lock
+in its maintenance database, held until the run ends. A second run waits for it (bounded by
+``lock_timeout_s``) and then fails naming the holder, so two runs never interleave their steps —
+two deploys at once, or a deploy racing ``nndb migrate apply``. Read-only commands (``migrate
+status``, backups) open sessions with ``run_lock=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from nexanest_db.config import EnvironmentConfig, HostPort
+from nexanest_db.errors import ConnectionFailed, MigrationError
+from nexanest_db.roles import SUPERUSER_SECRETS
+
+MAINTENANCE_DB = "postgres"
+APPLICATION_NAME = "nndb"
+# pg_advisory_lock(classid, objid): 'nndb' as an int4, then 1 = "hooks run". Documented in docs/hooks.md.
+RUN_LOCK_KEY = (0x6E6E6462, 1)
+REQUIRED_MAJOR = 15
+
+
+class RunLockTimeout(MigrationError):
+    """Another nndb run held the run lock for longer than the lock timeout."""
+
+
+def describe_connect_error(
+    exc: psycopg.OperationalError, *, instance: str, endpoint: HostPort, user: str, secret_hint: str, timeout_s: float
+) -> str:
+    text = str(exc).strip()
+    where = f"{instance} at {endpoint.host}:{endpoint.port}"
+    if "password authentication failed" in text:
+        return f"{where}: password authentication failed for user {user}; check {secret_hint}"
+    if "timeout expired" in text or "timed out" in text:
+        return f"{where}: no answer within {timeout_s:g}s; check {instance.upper()}_HOST/_PORT (or DB_HOST) and that the server is up"
+    if "Connection refused" in text:
+        return f"{where}: connection refused; is the server up and published on that port? (check {instance.upper()}_HOST/_PORT or DB_HOST)"
+    if "does not exist" in text and "database" in text:
+        return f"{where}: {text.splitlines()[-1].split('FATAL:')[-1].strip()}; run `nndb hooks run` to create it"
+    last = text.splitlines()[-1] if text else type(exc).__name__
+    return f"{where}: cannot connect: {last.split('FATAL:')[-1].strip()}"
+
+
+class PostgresSessions:
+    """Cached superuser connections per (instance, database), autocommit."""
+
+    def __init__(
+        self,
+        *,
+        config: EnvironmentConfig,
+        endpoints_for: Callable[[str], HostPort],
+        password_for: Callable[[str], str],
+        secret_hint: Callable[[str], str],
+        logger: logging.Logger,
+        connect_timeout_s: float = 10.0,
+        lock_timeout_s: float = 60.0,
+        run_lock: bool = True,
+    ) -> None:
+        self._config = config
+        self._endpoint = endpoints_for
+        self._password = password_for
+        self._secret_hint = secret_hint
+        self._logger = logger
+        self.connect_timeout_s = connect_timeout_s
+        self.lock_timeout_s = lock_timeout_s
+        self._run_lock = run_lock
+        self._connections: dict[tuple[str, str], psycopg.Connection] = {}
+
+    def superuser(self, instance: str) -> str:
+        return self._config.instance(instance).superuser  # type: ignore[attr-defined]
+
+    def endpoint(self, instance: str) -> HostPort:
+        return self._endpoint(instance)
+
+    def connect(self, instance: str, database: str = MAINTENANCE_DB) -> psycopg.Connection:
+        """A superuser connection to ``database`` on ``instance`` (the run lock is taken first)."""
+        key = (instance, database)
+        conn = self._connections.get(key)
+        if conn is not None and not conn.closed:
+            return conn
+        if database != MAINTENANCE_DB:
+            self.connect(instance)  # the maintenance session owns the run lock: take it before anything else
+        conn = self._open(instance, database)
+        self._connections[key] = conn
+        if database == MAINTENANCE_DB:
+            self._check_version(instance, conn)
+            if self._run_lock:
+                self._take_run_lock(instance, conn)
+        return conn
+
+    def database_exists(self, instance: str, database: str) -> bool:
+        row = self.connect(instance).execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = %s)", (database,)).fetchone()
+        return bool(row and row[0])
+
+    def server_version(self, instance: str) -> int:
+        return self.connect(instance).info.server_version
+
+    def _open(self, instance: str, database: str) -> psycopg.Connection:
+        endpoint = self._endpoint(instance)
+        user = self.superuser(instance)
+        secret = SUPERUSER_SECRETS[instance]
+        try:
+            return psycopg.connect(
+                host=endpoint.host,
+                port=endpoint.port,
+                dbname=database,
+                user=user,
+                password=self._password(secret),
+                connect_timeout=max(1, round(self.connect_timeout_s)),
+                application_name=APPLICATION_NAME,
+                autocommit=True,
+            )
+        except psycopg.OperationalError as exc:
+            message = describe_connect_error(
+                exc,
+                instance=instance,
+                endpoint=endpoint,
+                user=user,
+                secret_hint=self._secret_hint(secret),
+                timeout_s=self.connect_timeout_s,
+            )
+            raise ConnectionFailed(message) from None
+
+    def _check_version(self, instance: str, conn: psycopg.Connection) -> None:
+        major = conn.info.server_version // 10000
+        if major != REQUIRED_MAJOR:
+            endpoint = self._endpoint(instance)
+            raise ConnectionFailed(
+                f"{instance} at {endpoint.host}:{endpoint.port}: PostgreSQL {major} answered, this tier needs {REQUIRED_MAJOR}; check the endpoint"
+            )
+
+    def _take_run_lock(self, instance: str, conn: psycopg.Connection) -> None:
+        deadline = time.monotonic() + self.lock_timeout_s
+        announced = False
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK_KEY).fetchone()
+            if row and row[0]:
+                return
+            holder = self._lock_holder(conn)
+            if time.monotonic() >= deadline:
+                endpoint = self._endpoint(instance)
+                raise RunLockTimeout(
+                    f"{instance} at {endpoint.host}:{endpoint.port}: another nndb run ({holder}) holds the run lock; "
+                    f"gave up after {self.lock_timeout_s:g}s — let it finish, then run again (or raise --lock-timeout)"
+                )
+            if not announced:
+                self._logger.info(
+                    "%s: waiting up to %gs for the run lock held by another nndb run (%s)", instance, self.lock_timeout_s, holder
+                )
+                announced = True
+            time.sleep(0.1)
+
+    @staticmethod
+    def _lock_holder(conn: psycopg.Connection) -> str:
+        row = conn.execute(
+            """SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+               WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted LIMIT 1""",
+            RUN_LOCK_KEY,
+        ).fetchone()
+        if not row:
+            return "holder unknown"
+        pid, addr, since = row
+        return f"backend pid {pid} from {addr or 'local socket'}, connected {since:%Y-%m-%d %H:%M:%S}"
+
+    def close(self) -> None:
+        """Close every connection; closing the maintenance sessions releases the run locks."""
+        for conn in self._connections.values():
+            if not conn.closed:
+                conn.close()
+        self._connections.clear()

@@ -1,0 +1,175 @@
+"""Built-in plugin ``backup``: register every service database in the backup catalog, with a proven backup.
+
+Registration records the environment's policy (``[backup]`` in config: schedule, retention, PITR)
+per database and, when the database has no verified backup yet, takes one and proves it by a
+restore into a scratch database. A re-run with the same policy and a verified backup on disk
+changes nothing. Scheduled backups afterwards are ``nndb backup run <stack>`` (cron / CI), which
+reuses the functions below.
+
+PITR: WAL archiving itself is configured by the stack (rendered postgres.conf); this step only
+records the policy and warns when the server says ``archive_mode`` is off although PITR is on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+
+from nexanest_db.backups import (
+    BackupRecord,
+    Catalog,
+    DatabaseEntry,
+    PgTarget,
+    catalog_lock,
+    find_tool,
+    mark_verified,
+    policy_dict,
+    take_backup,
+    verify_backup,
+)
+from nexanest_db.errors import BackupError
+from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles, postgres_instances
+
+
+def stack_backup_dir(context: HookContext) -> Catalog:
+    return Catalog.load(context.backup_dir, context.stack)
+
+
+def _major(context: HookContext, instance: str) -> int:
+    return context.postgres.server_version(instance) // 10000
+
+
+def target_for(context: HookContext, instance: str) -> PgTarget:
+    return PgTarget(
+        endpoint=context.endpoints.for_instance(instance),
+        user=context.postgres.superuser(instance),
+        password=context.password(SUPERUSER_SECRETS[instance]),
+        connect_timeout_s=context.connect_timeout_s,
+    )
+
+
+def _scratch_connector(context: HookContext, instance: str):
+    target = target_for(context, instance)
+
+    def connect(database: str) -> psycopg.Connection:
+        return psycopg.connect(
+            host=target.endpoint.host,
+            port=target.endpoint.port,
+            dbname=database,
+            user=target.user,
+            password=target.password,
+            connect_timeout=max(1, round(context.connect_timeout_s)),
+            autocommit=True,
+        )
+
+    return connect
+
+
+def take_and_verify(context: HookContext, service: ServiceRoles, catalog: Catalog, *, verify: bool = True) -> tuple[BackupRecord, str]:
+    """Take a backup of ``service``'s database, add it to ``catalog`` and (by default) prove it by restoring."""
+    major = _major(context, service.instance)
+    record = take_backup(
+        context.pg(service.instance, service.database),
+        service=service,
+        target=target_for(context, service.instance),
+        pg_dump=find_tool("pg_dump", major),
+        catalog=catalog,
+        sql_dir=context.paths.sql_dir,
+    )
+    catalog.backups.append(record)
+    if not verify:
+        return record, "not verified"
+    return record, verify_record(context, service.instance, record, catalog)
+
+
+def verify_record(context: HookContext, instance: str, record: BackupRecord, catalog: Catalog) -> str:
+    """Restore-and-compare ``record``; the outcome is written into the record either way."""
+    try:
+        detail = verify_backup(
+            context.pg(instance),
+            record=record,
+            catalog=catalog,
+            target=target_for(context, instance),
+            pg_restore=find_tool("pg_restore", _major(context, instance)),
+            sql_dir=context.paths.sql_dir,
+            connect_scratch=_scratch_connector(context, instance),
+        )
+    except BackupError as exc:
+        mark_verified(record, ok=False, detail=str(exc))
+        raise
+    mark_verified(record, ok=True, detail=detail)
+    return detail
+
+
+def _has_proven_backup(catalog: Catalog, subject: str) -> bool:
+    record = catalog.latest(subject, verified_only=True)
+    if record is None:
+        return False
+    path = catalog.path_of(record)
+    return path.is_file() and path.stat().st_size == record.size
+
+
+@hookimpl
+def nndb_preflight(context: HookContext) -> None:
+    for instance in postgres_instances(context.config):
+        major = _major(context, instance)
+        find_tool("pg_dump", major)
+        find_tool("pg_restore", major)
+    existing = context.backup_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not _writable(existing):
+        raise BackupError(f"{context.backup_dir}: backup directory cannot be created or written; set --backup-dir / NNDB_BACKUP_DIR")
+
+
+def _writable(path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+@hookimpl
+def nndb_register_backups(context: HookContext) -> list[Change]:
+    policy = policy_dict(context.config.backup)
+    changes: list[Change] = []
+    with catalog_lock(context.backup_dir):
+        catalog = Catalog.load(context.backup_dir, context.stack)
+        dirty = False
+        for service in context.services:
+            entry = catalog.databases.get(service.subject)
+            if entry is None or entry.policy != policy:
+                catalog.databases[service.subject] = DatabaseEntry(
+                    subject=service.subject,
+                    service=service.service,
+                    instance=service.instance,
+                    database=service.database,
+                    policy=policy,
+                    registered_at=entry.registered_at if entry else datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+                verb = "registered in the backup catalog" if entry is None else "backup policy updated"
+                pitr = "on" if policy["pitr"] else "off"
+                changes.append(
+                    Change(
+                        subject=service.subject, summary=f"{verb} ({policy['schedule']}, keep {policy['retention_days']} d, PITR {pitr})"
+                    )
+                )
+                dirty = True
+            if not _has_proven_backup(catalog, service.subject):
+                try:
+                    record, detail = take_and_verify(context, service, catalog)
+                finally:
+                    catalog.save()  # a failed verification is recorded too
+                changes.append(Change(subject=service.subject, summary=f"first backup {record.id} taken and proven by restore ({detail})"))
+                dirty = True
+        if dirty:
+            catalog.save()
+    if policy["pitr"]:
+        for instance in postgres_instances(context.config):
+            row = context.pg(instance).execute("SHOW archive_mode").fetchone()
+            if row and row[0] == "off":
+                context.logger.warning(
+                    "%s: backup policy has PITR on but archive_mode is off on the server; check the rendered postgres.conf", instance
+                )
+    return changes

@@ -1,0 +1,62 @@
+"""Built-in plugin ``init_sql``: every service's roles and database (``sql/init/01-create-databases.sql``).
+
+Login-role passwords follow the current credentials on every run: the step compares a SCRAM
+verifier with ``pg_authid`` and sends ``ALTER ROLE ... PASSWORD '<verifier>'`` only when the
+secret changed (reported as "password rotated for <role>"); the plaintext never leaves this machine.
+"""
+
+from __future__ import annotations
+
+from nexanest_db import scram
+from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.roles import ServiceRoles, postgres_instances
+from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
+
+STEP_FILE = "init/01-create-databases.sql"
+
+
+def _steps(context: HookContext) -> StepFile:
+    return load_step_file(context.paths.sql_dir / STEP_FILE, root=context.paths.root)
+
+
+@hookimpl
+def nndb_preflight(context: HookContext) -> None:
+    _steps(context)
+    for instance in postgres_instances(context.config):
+        context.pg(instance)  # reachable, password right, PostgreSQL 15, run lock held
+    for service in context.services:
+        for role in service.login_roles:
+            context.password(role.secret)  # a missing secret stops the run before anything changes
+
+
+def _verifier(context: HookContext, service: ServiceRoles, role: str, secret: str) -> str:
+    row = context.pg(service.instance).execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    return scram.current_verifier(context.password(secret), row[0] if row else None)
+
+
+def step_values(context: HookContext, service: ServiceRoles) -> StepValues:
+    readonly = service.readonly
+    return StepValues(
+        identifiers={
+            "owner_role": service.owner_role,
+            "app_role": service.app.name,
+            "readonly_role": readonly.name if readonly else None,
+            "database": service.database,
+        },
+        literals={
+            "app_password": _verifier(context, service, service.app.name, service.app.secret),
+            "readonly_password": _verifier(context, service, readonly.name, readonly.secret) if readonly else None,
+        },
+        flags={"readonly_role_enabled": readonly is not None},
+    )
+
+
+@hookimpl
+def nndb_init_sql(context: HookContext) -> list[Change]:
+    steps = _steps(context)
+    changes = []
+    for service in context.services:
+        conn = context.pg(service.instance)
+        for title in run_steps(conn, steps, step_values(context, service)):
+            changes.append(Change(subject=service.subject, summary=title))
+    return changes

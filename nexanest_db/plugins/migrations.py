@@ -1,0 +1,76 @@
+"""Built-in plugin ``migrations``: schemas, baselines and versioned migrations, per service.
+
+Preflight parses every file (syntax errors stop the run with ``file:line`` before any change).
+The phase then plans every service against its ledger first — a changed applied file or an
+out-of-order new one stops the run before anything is applied anywhere — and only then, per
+service: ``sql/init/02-apply-schemas.sql``, the ledger (``sql/ledger/``), and each pending
+migration in its own transaction. Everything runs under the run lock (``nexanest_db.pg``).
+"""
+
+from __future__ import annotations
+
+from nexanest_db.errors import MigrationError
+from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.ledger import ServicePlan, apply_migration, make_plan, read_ledger
+from nexanest_db.migration_files import Migration, discover
+from nexanest_db.roles import ServiceRoles
+from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
+
+SCHEMA_STEPS = "init/02-apply-schemas.sql"
+LEDGER_STEPS = "ledger/01-create-ledger.sql"
+
+
+def service_migrations(context: HookContext, service: ServiceRoles) -> list[Migration]:
+    migrations = discover(context.paths.sql_dir, service.service, root=context.paths.root)
+    for migration in migrations:
+        _ = migration.statements  # parse now: a syntax error is reported before anything runs
+    return migrations
+
+
+def plan_service(context: HookContext, service: ServiceRoles) -> ServicePlan:
+    migrations = service_migrations(context, service)
+    if context.postgres.database_exists(service.instance, service.database):
+        exists, applied = read_ledger(context.pg(service.instance, service.database), service.service, context.paths.sql_dir)
+    else:
+        exists, applied = False, {}
+    return make_plan(service, migrations, applied, ledger_exists=exists)
+
+
+@hookimpl
+def nndb_preflight(context: HookContext) -> None:
+    load_step_file(context.paths.sql_dir / SCHEMA_STEPS, root=context.paths.root)
+    load_step_file(context.paths.sql_dir / LEDGER_STEPS, root=context.paths.root)
+    for service in context.services:
+        service_migrations(context, service)
+
+
+@hookimpl
+def nndb_apply_migrations(context: HookContext) -> list[Change]:
+    root, sql_dir = context.paths.root, context.paths.sql_dir
+    schema_steps = load_step_file(sql_dir / SCHEMA_STEPS, root=root)
+    ledger_steps = load_step_file(sql_dir / LEDGER_STEPS, root=root)
+    plans = [plan_service(context, service) for service in context.services]
+    problems = [line for plan in plans for line in plan.problems()]
+    if problems:
+        more = f" (and {len(problems) - 1} more; `nndb migrate status` lists them)" if len(problems) > 1 else ""
+        raise MigrationError(problems[0] + more)
+
+    changes: list[Change] = []
+    for plan in plans:
+        service = plan.roles
+        for row in plan.missing_files:
+            context.logger.warning(
+                "%s: V%03d %s is in the ledger but its file is gone (%s)", service.subject, row.version, row.description, row.script
+            )
+        conn = context.pg(service.instance, service.database)
+        values = StepValues(identifiers={"schema": service.schema, "owner_role": service.owner_role})
+        for title in [*run_steps(conn, schema_steps, values), *run_steps(conn, ledger_steps, values)]:
+            changes.append(Change(subject=service.subject, summary=title))
+
+        def notice(migration: Migration, message: str, subject: str = service.subject) -> None:
+            context.logger.info("%s %s: %s", subject, migration.label, message)
+
+        for migration in plan.pending:
+            elapsed_ms = apply_migration(conn, migration, service, sql_dir, notice)
+            changes.append(Change(subject=service.subject, summary=f"applied {migration.label} {migration.description} ({elapsed_ms} ms)"))
+    return changes

@@ -1,0 +1,61 @@
+"""Built-in plugin ``permissions``: least-privilege grants per service (``sql/init/03-set-permissions.sql``).
+
+GRANT/REVOKE have no "if not already" form, and re-running them still rewrites catalog rows. So the
+file runs in one transaction between two reads of ``sql/queries/privileges-state.sql``: when the
+privileges come out identical the transaction is rolled back (nothing written, nothing reported),
+otherwise it commits and the objects whose privileges changed are reported.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.queries import load_query
+from nexanest_db.roles import ServiceRoles
+from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
+
+STEP_FILE = "init/03-set-permissions.sql"
+
+
+def _values(service: ServiceRoles) -> StepValues:
+    return StepValues(
+        identifiers={
+            "database": service.database,
+            "schema": service.schema,
+            "owner_role": service.owner_role,
+            "app_role": service.app.name,
+            "readonly_role": service.readonly.name if service.readonly else None,
+        },
+        flags={"readonly_role_enabled": service.readonly is not None},
+    )
+
+
+def _state(conn: psycopg.Connection, query: str, service: ServiceRoles) -> set[tuple[str, str, str]]:
+    return set(conn.execute(query, {"database": service.database, "schema": service.schema}).fetchall())  # type: ignore[arg-type]
+
+
+@hookimpl
+def nndb_preflight(context: HookContext) -> None:
+    load_step_file(context.paths.sql_dir / STEP_FILE, root=context.paths.root)
+
+
+@hookimpl
+def nndb_set_permissions(context: HookContext) -> list[Change]:
+    steps = load_step_file(context.paths.sql_dir / STEP_FILE, root=context.paths.root)
+    state_query = load_query(context.paths.sql_dir, "privileges-state")
+    changes = []
+    for service in context.services:
+        conn = context.pg(service.instance, service.database)
+        changed: list[str] = []
+        with conn.transaction():
+            before = _state(conn, state_query, service)
+            run_steps(conn, steps, _values(service))
+            after = _state(conn, state_query, service)
+            changed = sorted({f"{kind} {name}" for kind, name, _ in after ^ before})
+            if not changed:
+                raise psycopg.Rollback()
+        if changed:
+            shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+            changes.append(Change(subject=service.subject, summary=f"privileges set on {shown}"))
+    return changes

@@ -1,0 +1,101 @@
+"""Built-in plugin ``redis_acl``: one Redis ACL user per service, confined to its key prefix.
+
+User ``<service>`` (password: secret ``redis_<service>``) may use keys ``<prefix>*`` and channels
+``<prefix>*`` with every command except the ``@dangerous`` ones (FLUSHALL, KEYS, CONFIG, ACL, ...).
+The default user must stay password-protected (it is the admin the hooks connect as).
+
+Idempotent: ``ACL GETUSER`` is compared with the wanted rules first; ``ACL SETUSER`` (passwords as
+``#<sha256>``, never plaintext) and ``ACL SAVE`` (so users survive a restart; needs ``aclfile``) run
+only when something differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import redis
+
+from nexanest_db.errors import ConfigError
+from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, ServiceRoles
+
+COMMANDS = "+@all -@dangerous"
+
+
+def _sha256(password: str) -> str:
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def wanted_rules(service: ServiceRoles, password_hash: str) -> list[str]:
+    prefix = service.redis_prefix
+    return ["reset", "on", f"#{password_hash}", f"~{prefix}*", f"&{prefix}*", *COMMANDS.split()]
+
+
+def get_user(client: redis.Redis, name: str) -> dict[str, object] | None:
+    """``ACL GETUSER`` as a flat dict of strings/lists (raw reply: redis-py's acl_getuser() reshapes it per version)."""
+    reply = client.execute_command("ACL", "GETUSER", name)
+    if not reply:
+        return None
+    if isinstance(reply, list):  # RESP2 without a response callback: [key, value, key, value, ...]
+        reply = dict(zip(reply[::2], reply[1::2], strict=True))
+    return {str(k): v for k, v in reply.items()}
+
+
+def _text(value: object) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value or "")
+
+
+def _matches(actual: dict[str, object] | None, service: ServiceRoles, password_hash: str) -> bool:
+    if not actual:
+        return False
+    prefix = service.redis_prefix
+    flags = _text(actual.get("flags")).split()
+    return (
+        "on" in flags
+        and "nopass" not in flags
+        and _text(actual.get("passwords")).split() == [password_hash]
+        and _text(actual.get("keys")) == f"~{prefix}*"
+        and _text(actual.get("channels")) == f"&{prefix}*"
+        and _text(actual.get("commands")) == COMMANDS
+        and not actual.get("selectors")
+    )
+
+
+@hookimpl
+def nndb_preflight(context: HookContext) -> None:
+    context.redis()
+    for service in context.services:
+        context.password(service.redis_secret)
+
+
+@hookimpl
+def nndb_set_permissions(context: HookContext) -> list[Change]:
+    client = context.redis()
+    changes = []
+    default = get_user(client, "default") or {}
+    if "nopass" in _text(default.get("flags")).split() or not _text(default.get("passwords")):
+        # Raw ACL SETUSER: redis-py's acl_setuser() would also switch the user "off" unless told otherwise.
+        client.execute_command("ACL", "SETUSER", "default", "on", "resetpass", f"#{_sha256(context.password(REDIS_DEFAULT_SECRET))}")
+        changes.append(Change(subject="redis", summary="default user password-protected"))
+    for service in context.services:
+        password_hash = _sha256(context.password(service.redis_secret))
+        actual = get_user(client, service.redis_user)
+        if _matches(actual, service, password_hash):
+            continue
+        client.execute_command("ACL", "SETUSER", service.redis_user, *wanted_rules(service, password_hash))
+        if actual is None:
+            summary = f"created Redis user {service.redis_user} (keys {service.redis_prefix}*)"
+        elif _matches({**actual, "passwords": [password_hash]}, service, password_hash):
+            summary = f"password rotated for Redis user {service.redis_user}"
+        else:
+            summary = f"reset Redis user {service.redis_user} to keys {service.redis_prefix}*"
+        changes.append(Change(subject="redis", summary=summary))
+    if changes:
+        try:
+            client.execute_command("ACL", "SAVE")
+        except redis.ResponseError as exc:
+            raise ConfigError(
+                f"redis at {context.endpoints.redis.host}:{context.endpoints.redis.port}: ACL SAVE failed ({exc}); "
+                "the users are live but will not survive a restart: configure `aclfile` in redis.conf"
+            ) from None
+    return changes

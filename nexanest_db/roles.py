@@ -1,0 +1,77 @@
+"""Role and user naming: the one place that says which role a service gets and which secret guards it.
+
+Per service ``<svc>`` (auth, portfolio, analytics):
+
+* ``<svc>_owner`` — NOLOGIN; owns the service's database, schema and every object its migrations create.
+* ``<svc>_app`` — LOGIN; the service connects as it: read/write on its own schema only. Password: secret ``<svc>_app``.
+* ``<svc>_readonly`` — LOGIN, only where ``readonly_role = true`` (analytics): SELECT only. Secret ``<svc>_readonly``.
+* Redis ACL user ``<svc>`` — keys and channels under ``redis_prefix`` only. Password: secret ``redis_<svc>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nexanest_db.config import EnvironmentConfig, ServiceConfig
+
+SUPERUSER_SECRETS: dict[str, str] = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
+REDIS_DEFAULT_SECRET = "redis_default"  # noqa: S105 -- a secret NAME, not a value
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginRole:
+    name: str
+    secret: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceRoles:
+    service: str
+    instance: str
+    database: str
+    schema: str
+    redis_prefix: str
+    owner_role: str
+    app: LoginRole
+    readonly: LoginRole | None
+
+    @property
+    def login_roles(self) -> tuple[LoginRole, ...]:
+        return (self.app,) if self.readonly is None else (self.app, self.readonly)
+
+    @property
+    def redis_user(self) -> str:
+        return self.service
+
+    @property
+    def redis_secret(self) -> str:
+        return f"redis_{self.service}"
+
+    @property
+    def subject(self) -> str:
+        """How reports name this service's database: ``<instance>/<database>``."""
+        return f"{self.instance}/{self.database}"
+
+
+def service_roles(name: str, service: ServiceConfig) -> ServiceRoles:
+    readonly = LoginRole(name=f"{name}_readonly", secret=f"{name}_readonly") if service.readonly_role else None
+    return ServiceRoles(
+        service=name,
+        instance=service.instance,
+        database=service.database,
+        schema=service.schema_,
+        redis_prefix=service.redis_prefix,
+        owner_role=f"{name}_owner",
+        app=LoginRole(name=f"{name}_app", secret=f"{name}_app"),
+        readonly=readonly,
+    )
+
+
+def all_services(config: EnvironmentConfig) -> tuple[ServiceRoles, ...]:
+    """Every service in a stable order (instance, then service name)."""
+    return tuple(service_roles(name, svc) for name, svc in sorted(config.services.items(), key=lambda item: (item[1].instance, item[0])))
+
+
+def postgres_instances(config: EnvironmentConfig) -> tuple[str, ...]:
+    """The PostgreSQL instances that host at least one service, in a stable order."""
+    return tuple(sorted({svc.instance for svc in config.services.values()}))

@@ -1,0 +1,2 @@
+-- Drop a scratch restore database, even if a connection lingers.
+DROP DATABASE IF EXISTS {database} WITH (FORCE)
