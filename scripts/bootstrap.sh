@@ -14,6 +14,19 @@
 #      built from tests/images/ on a Debian base made with debootstrap (never pulled);
 #   5. an env file to source: <tools>/env.sh.
 # Run with --help for the options.
+#
+# <tools>/ layout:
+#   env.sh                     TF_CLI_CONFIG_FILE, TERRAFORM_BINARY_NAME, NNDB_TF_BINARY,
+#                              [NNDB_TF_BIN_DIR + PATH when tofu was built], NNDB_PROVIDER_MIRROR,
+#                              NNDB_PROVIDERS_{AVAILABLE,MISSING,READY}, NNDB_DOCKER_READY,
+#                              NNDB_TEST_IMAGES_READY, CHECKPOINT_DISABLE
+#   terraform.rc               CLI config: the filesystem mirror is the only provider source
+#   tofu/<version>/tofu        OpenTofu, when built
+#   providers/mirror/<host>/<namespace>/<type>/<version>/<os_arch>/terraform-provider-<type>_v<version>
+#                              unpacked layout, under registry.opentofu.org and registry.terraform.io
+#   images/base-<suite>-<hash>.tar   debootstrapped, trimmed rootfs (re-imported if the image is gone)
+#   docker/dockerd.log, docker/dockerd.pid   the engine this script started (socket /var/run/docker.sock)
+#   logs/                      output of every long step
 set -euo pipefail
 
 # ---------------------------------------------------------------- pinned versions
@@ -307,7 +320,7 @@ provide() {
 		fi
 	done
 	local why
-	why=$(grep -m1 -o 'server response: .*' "$log" || grep -m1 -i 'error' "$log" || echo "see $log")
+	why=$(grep -m1 -o 'server response: [^"\]*' "$log" || grep -m1 -i 'error' "$log" || echo "see $log")
 	PROVIDERS_MISSING+=("$addr@$version")
 	if [[ $REQUIRE_PROVIDERS == 1 ]]; then
 		fail "provider $addr $version" "the Go module proxy did not serve its source (tried: $*; $why); see $log"
@@ -522,14 +535,17 @@ build_image() {
 	step_end
 }
 
+images_current() {
+	[[ $(image_label "$IMAGE_POSTGRES" "$LABEL_NS.hash") == "$1" ]] &&
+		[[ $(image_label "$IMAGE_TIMESCALE" "$LABEL_NS.hash") == "$1" ]] &&
+		[[ $(image_label "$IMAGE_REDIS" "$LABEL_NS.hash") == "$1" ]]
+}
+
 ensure_images() {
 	local fhash bhash
 	fhash=$(fixture_hash)
 	bhash=$(base_hash)
-	if [[ $REBUILD_IMAGES == 0 ]] &&
-		[[ $(image_label "$IMAGE_POSTGRES" "$LABEL_NS.hash") == "$fhash" ]] &&
-		[[ $(image_label "$IMAGE_TIMESCALE" "$LABEL_NS.hash") == "$fhash" ]] &&
-		[[ $(image_label "$IMAGE_REDIS" "$LABEL_NS.hash") == "$fhash" ]]; then
+	if [[ $REBUILD_IMAGES == 0 ]] && images_current "$fhash"; then
 		say "test images: $IMAGE_POSTGRES, $IMAGE_TIMESCALE, $IMAGE_REDIS up to date (fixture hash $fhash)"
 		IMAGES_READY=1
 		return 0
@@ -544,7 +560,11 @@ ensure_images() {
 	for old in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$BASE_IMAGE_REPO" 2>/dev/null); do
 		[[ $old == "$BASE_TAG" ]] || docker image rm "$old" >/dev/null 2>&1 || true
 	done
-	docker image prune -f --filter "label=$LABEL_NS=true" >/dev/null 2>&1 || true
+	# (a few passes: an old timescale image keeps its old postgres parent from being dangling)
+	local _
+	for _ in 1 2 3; do
+		docker image prune -f --filter "label=$LABEL_NS=true" >/dev/null 2>&1 || true
+	done
 	IMAGES_READY=1
 }
 
@@ -595,6 +615,13 @@ if [[ $WANT_ENGINE == 1 ]]; then
 	if [[ $WANT_IMAGES == 1 ]]; then
 		ensure_images
 	fi
+fi
+# Steps left out still report what is there, so env.sh tells the truth either way.
+if [[ $ENGINE_READY == 0 ]] && command -v docker >/dev/null && docker_answers; then
+	ENGINE_READY=1
+fi
+if [[ $ENGINE_READY == 1 && $IMAGES_READY == 0 ]] && images_current "$(fixture_hash)"; then
+	IMAGES_READY=1
 fi
 write_env_file
 say "ready in $((SECONDS - T_START)) s. Use it with: source $ENV_FILE"
