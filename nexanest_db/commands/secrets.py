@@ -45,10 +45,10 @@ def check(stack: StackArg) -> None:
     if not missing:
         typer.echo(f"all {len(statuses)} secrets present")
         return
+    if len(problems) == 1 and len(missing) > 1:
+        raise SecretsError(problems[0])  # one cause for all of them (Vault down, login refused): say it once
     for problem in problems:
         typer.echo(f"problem: {problem}")
-    if len(problems) == 1 and len(missing) > 1:
-        raise SecretsError(problems[0])
     raise SecretsError(
         f"{resolved.config.environment}: {len(missing)} of {len(statuses)} secrets missing ({', '.join(missing)}); "
         f"fix them and re-run `nndb secrets check {stack}`"
