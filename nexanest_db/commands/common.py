@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from nexanest_db.config import (
@@ -31,6 +32,11 @@ class Resolved:
     endpoints: Endpoints
 
     def credentials(self) -> CredentialSource:
+        """One source per command run: a Vault source logs in once and reads each path once."""
+        return self._credentials
+
+    @cached_property
+    def _credentials(self) -> CredentialSource:
         return credentials_for(self.config, self.environ)
 
 

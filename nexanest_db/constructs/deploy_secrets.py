@@ -11,7 +11,7 @@ them. See docs/secrets.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cdktf import Fn
@@ -26,8 +26,13 @@ SECRETS_PROGRAM: tuple[str, ...] = ("nndb", "secrets", "terraform-external")
 class DeploySecretsProps:
     stack: str
     names: Sequence[str]
+    # Non-secret: where each secret lives (from secrets.external_query); a Terraform Cloud agent
+    # has only the stack directory, so the program must not need config/ to find them.
+    query: Mapping[str, str]
 
     def __post_init__(self) -> None:
+        if self.query.get("stack") != self.stack:
+            raise ValueError("the query must name the same stack as the props")
         if not self.names:
             raise ValueError("DeploySecrets needs at least one secret name")
         if len(set(self.names)) != len(self.names):
@@ -43,15 +48,23 @@ class DeploySecrets(Construct):
             self,
             "secrets",
             program=[*SECRETS_PROGRAM, props.stack],
-            query={"stack": props.stack},
+            query=dict(sorted(props.query.items())),
         )
+        self._result = self.source.result
+
+    def _value(self, name: str) -> str:
+        if name not in self._names:
+            raise KeyError(f"secret {name!r} is not provided by this stack's DeploySecrets")
+        return self._result.lookup(name)
 
     def sensitive(self, name: str) -> str:
         """A Terraform reference to secret ``name``, marked sensitive."""
-        if name not in self._names:
-            raise KeyError(f"secret {name!r} is not provided by this stack's DeploySecrets")
-        return Fn.sensitive(self.source.result.lookup(name))
+        return Fn.sensitive(self._value(name))
 
     def sha256(self, name: str) -> str:
         """The SHA-256 hex digest of secret ``name`` (what Redis ACL files store), still sensitive."""
-        return Fn.sensitive(Fn.sha256(self.source.result.lookup(name)))
+        return Fn.sensitive(Fn.sha256(self._value(name)))
+
+    def fingerprint(self) -> str:
+        """A sensitive digest of every secret: changes exactly when any value (e.g. a rotation) does."""
+        return Fn.sensitive(Fn.sha256(Fn.jsonencode(self.source.result)))

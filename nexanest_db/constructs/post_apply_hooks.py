@@ -1,7 +1,8 @@
 """Run the post-apply hooks as part of ``cdktf deploy``: no second command.
 
 A ``terraform_data`` resource is replaced whenever the content hash of
-``sql/``, the rendered configuration, or any database container id changes;
+``sql/``, the rendered configuration, any database container id, or the
+(sensitive) digest of the secrets changes;
 its local-exec provisioner then runs ``nndb hooks run <stack>`` from the stack
 directory (``cdktf.out/stacks/<stack>/``; the CLI finds the project by walking
 up). A failing hook fails the apply, and Terraform taints the resource so the
@@ -28,6 +29,9 @@ class PostApplyHooksProps:
     content_hashes: Mapping[str, str]
     container_ids: Mapping[str, str]
     depends_on: Sequence[ITerraformDependable]
+    # A sensitive digest of the secrets: a rotated login-role password changes no container, yet
+    # the hooks must run to set it in PostgreSQL/Redis.
+    secrets_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         for name, digest in self.content_hashes.items():
@@ -43,6 +47,8 @@ class PostApplyHooks(Construct):
         self.command = " ".join([*HOOKS_COMMAND, props.stack])
         triggers = {f"content_{k}": v for k, v in sorted(props.content_hashes.items())}
         triggers.update({f"container_{k}": v for k, v in sorted(props.container_ids.items())})
+        if props.secrets_fingerprint is not None:
+            triggers["secrets"] = props.secrets_fingerprint
         self.resource = DataResource(
             self,
             "run",

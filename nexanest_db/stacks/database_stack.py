@@ -27,7 +27,7 @@ from nexanest_db.constructs import (
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
-from nexanest_db.secrets import SECRET_NAMES
+from nexanest_db.secrets import SECRET_NAMES, external_query
 from nexanest_db.stacks.inputs import StackInputs
 
 SUPERUSER_SECRET = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
@@ -63,7 +63,9 @@ class DatabaseStack(TerraformStack):
             "network",
             props=DatabaseNetworkProps(name=config.network.name, internal=config.network.internal, labels=labels_for("database-tier")),
         )
-        secrets = DeploySecrets(self, "secrets", props=DeploySecretsProps(stack=inputs.stack, names=SECRET_NAMES))
+        secrets = DeploySecrets(
+            self, "secrets", props=DeploySecretsProps(stack=inputs.stack, names=SECRET_NAMES, query=external_query(config))
+        )
         hc = config.healthcheck
         health = HealthPolicy(
             interval_s=hc.interval_s,
@@ -151,6 +153,7 @@ class DatabaseStack(TerraformStack):
                 content_hashes={"sql": inputs.sql_hash, "config": inputs.config_hash},
                 container_ids={name: container.id for name, container in containers.items()},
                 depends_on=list(containers.values()),
+                secrets_fingerprint=secrets.fingerprint(),
             ),
         )
 

@@ -23,7 +23,7 @@ from tests.fixtures.servers import free_port
 from tests.fixtures.toolchain import Toolchain
 from tests.support.project import REPO_ROOT, copy_project
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_providers]
 TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 
 PASSWORDS = {

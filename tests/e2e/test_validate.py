@@ -11,7 +11,7 @@ from nexanest_db.config import STACKS
 from tests.fixtures.toolchain import Toolchain
 from tests.support.project import copy_project
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_providers]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from cdktf_cdktf_provider_docker.volume import Volume
 
 from nexanest_db.constructs import (
     ContainerLimits,
+    DeploySecretsProps,
     DockerEngineProps,
     FileUpload,
     HealthPolicy,
@@ -125,6 +126,8 @@ def test_postgres_props_are_validated_on_creation(change: dict, message: str) ->
         (lambda: DockerEngineProps(host="pgdb.nn.local"), "unix://, tcp:// or ssh://"),
         (lambda: DockerEngineProps(host="unix:///var/run/docker.sock", ssh_opts=("-v",)), "ssh_opts only apply"),
         (lambda: PostApplyHooksProps(stack="x", content_hashes={"sql": "nope"}, container_ids={"a": "b"}, depends_on=()), "sha256"),
+        (lambda: DeploySecretsProps(stack="dev-db", names=("a",), query={"stack": "prod-db"}), "same stack"),
+        (lambda: DeploySecretsProps(stack="dev-db", names=(), query={"stack": "dev-db"}), "at least one"),
     ],
 )
 def test_value_types_reject_bad_values(factory, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -137,3 +137,17 @@ def test_changed_setting_changes_only_that_container(tmp_path: Path) -> None:
     after = containers(synth(project, tmp_path / "after", stacks=("local-db",))["local-db"])
     changed = sorted(name for name in before if json.dumps(before[name], sort_keys=True) != json.dumps(after[name], sort_keys=True))
     assert changed == ["postgres"]
+
+
+def test_secrets_query_carries_where_secrets_live_not_values(stacks: dict[str, dict]) -> None:
+    from nexanest_db.config import load_environment
+    from nexanest_db.secrets import external_query
+
+    for name in ("local-db", "prod-db"):
+        (external,) = stacks[name]["data"]["external"].values()
+        assert external["query"] == external_query(load_environment(name, config_dir=REPO_ROOT / "config"))
+
+
+def test_rotated_secret_reruns_hooks_without_touching_containers(stacks: dict[str, dict]) -> None:
+    (hooks,) = stacks["prod-db"]["resource"]["terraform_data"].values()
+    assert hooks["triggers_replace"]["secrets"].startswith("${sensitive(sha256(jsonencode(data.external.secrets_")
