@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cdktf import DataResource, ITerraformDependable, LocalExecProvisioner
+from cdktf import AssetType, DataResource, ITerraformDependable, LocalExecProvisioner, TerraformAsset
 from constructs import Construct
 
 HOOKS_COMMAND: tuple[str, ...] = ("nndb", "hooks", "run")
@@ -32,6 +32,10 @@ class PostApplyHooksProps:
     # A sensitive digest of the secrets: a rotated login-role password changes no container, yet
     # the hooks must run to set it in PostgreSQL/Redis.
     secrets_fingerprint: str | None = None
+    # config/ and sql/ travel with the stack directory (assets/), because a Terraform Cloud run
+    # has nothing else; the hooks read these copies, i.e. exactly what was planned.
+    config_dir: str | None = None
+    sql_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name, digest in self.content_hashes.items():
@@ -39,6 +43,10 @@ class PostApplyHooksProps:
                 raise ValueError(f"content hash {name!r} must be a sha256 hex digest")
         if not self.container_ids:
             raise ValueError("post-apply hooks need at least one container to follow")
+        if (self.config_dir is None) != (self.sql_dir is None):
+            raise ValueError("ship both config_dir and sql_dir with the stack, or neither")
+        if self.config_dir and not {"config_dir", "sql"} <= set(self.content_hashes):
+            raise ValueError("shipping config/ and sql/ needs their content hashes ('config_dir', 'sql')")
 
 
 class PostApplyHooks(Construct):
@@ -49,6 +57,13 @@ class PostApplyHooks(Construct):
         triggers.update({f"container_{k}": v for k, v in sorted(props.container_ids.items())})
         if props.secrets_fingerprint is not None:
             triggers["secrets"] = props.secrets_fingerprint
+        environment = {"NNDB_TRIGGERED_BY": "terraform"}
+        if props.config_dir and props.sql_dir:
+            config_asset = TerraformAsset(
+                self, "config", path=props.config_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["config_dir"]
+            )
+            sql_asset = TerraformAsset(self, "sql", path=props.sql_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["sql"])
+            environment.update({"NNDB_CONFIG_DIR": config_asset.path, "NNDB_SQL_DIR": sql_asset.path})
         self.resource = DataResource(
             self,
             "run",
@@ -58,7 +73,7 @@ class PostApplyHooks(Construct):
                 LocalExecProvisioner(
                     type="local-exec",
                     command=self.command,
-                    environment={"NNDB_TRIGGERED_BY": "terraform"},
+                    environment=environment,
                 )
             ],
         )

@@ -150,10 +150,12 @@ class DatabaseStack(TerraformStack):
             "post-apply",
             props=PostApplyHooksProps(
                 stack=inputs.stack,
-                content_hashes={"sql": inputs.sql_hash, "config": inputs.config_hash},
+                content_hashes={"sql": inputs.sql_tree_hash, "config": inputs.config_hash, "config_dir": inputs.config_tree_hash},
                 container_ids={name: container.id for name, container in containers.items()},
                 depends_on=list(containers.values()),
                 secrets_fingerprint=secrets.fingerprint(),
+                config_dir=str(inputs.paths.config_dir),
+                sql_dir=str(inputs.paths.sql_dir),
             ),
         )
 

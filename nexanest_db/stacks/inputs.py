@@ -25,6 +25,9 @@ class SqlFile:
 @dataclass(frozen=True, kw_only=True)
 class StackInputs:
     stack: str
+    paths: ProjectPaths
+    config_tree_hash: str
+    sql_tree_hash: str
     config: EnvironmentConfig
     endpoints: Endpoints
     rendered: RenderedConfigs
@@ -32,10 +35,6 @@ class StackInputs:
 
     def sql_under(self, prefix: str) -> tuple[SqlFile, ...]:
         return tuple(f for f in self.sql_files if f.relative_path.startswith(prefix.rstrip("/") + "/"))
-
-    @property
-    def sql_hash(self) -> str:
-        return _digest((f.relative_path, f.content) for f in self.sql_files)
 
     @property
     def config_hash(self) -> str:
@@ -47,6 +46,14 @@ def _digest(items: object) -> str:
     hasher = hashlib.sha256()
     for name, content in items:  # type: ignore[attr-defined]
         hasher.update(name.encode() + b"\0" + content.encode() + b"\0")
+    return hasher.hexdigest()
+
+
+def tree_hash(directory: Path) -> str:
+    """Content digest of every file under ``directory`` (relative names and bytes, stable order)."""
+    hasher = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        hasher.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return hasher.hexdigest()
 
 
@@ -69,6 +76,9 @@ def gather_inputs(stack: str, *, paths: ProjectPaths, environ: Mapping[str, str]
     config = load_environment(stack, config_dir=paths.config_dir)
     return StackInputs(
         stack=stack,
+        paths=paths,
+        config_tree_hash=tree_hash(paths.config_dir),
+        sql_tree_hash=tree_hash(paths.sql_dir),
         config=config,
         endpoints=resolve_endpoints(config, environ),
         rendered=render_configs(config, templates_dir=paths.config_dir / "templates"),
