@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from nexanest_db.config import HostPort
 from nexanest_db.errors import ConnectionFailed
@@ -19,6 +21,8 @@ def connect_redis(*, endpoint: HostPort, password: str, secret_hint: str, timeou
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
         decode_responses=True,
+        # No retries: redis-py retries timeouts with backoff by default, which turns a bounded wait into minutes.
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         client.ping()
