@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import cdktf
 import pytest
-from cdktf import TerraformStack, Testing
+from cdktf import TerraformStack
 from cdktf_cdktf_provider_docker.container import Container
 from cdktf_cdktf_provider_docker.volume import Volume
 
@@ -43,9 +44,9 @@ PROPS = PostgresInstanceProps(
 
 
 def synth_in_stack(build) -> dict:  # type: ignore[no-untyped-def]
-    stack = TerraformStack(Testing.app(), "test")
+    stack = TerraformStack(cdktf.Testing.app(), "test")
     build(stack)
-    return json.loads(Testing.synth(stack))
+    return json.loads(cdktf.Testing.synth(stack))
 
 
 def synth_postgres(props: PostgresInstanceProps) -> dict:
