@@ -98,8 +98,9 @@ def split_statements(source: SourceFile) -> list[Statement]:
     return statements
 
 
-def _read(path: Path, root: Path) -> SourceFile:
-    display = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+def _read(path: Path, sql_dir: Path) -> SourceFile:
+    # Named "sql/..." wherever sql/ lives (project, or the copy shipped with a stack): the ledger stays stable.
+    display = f"sql/{path.relative_to(sql_dir).as_posix()}"
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -107,20 +108,20 @@ def _read(path: Path, root: Path) -> SourceFile:
     return SourceFile(path=path, display=display, text=text)
 
 
-def discover(sql_dir: Path, service: str, *, root: Path) -> list[Migration]:
+def discover(sql_dir: Path, service: str) -> list[Migration]:
     """The baseline (if any) and every versioned migration of ``service``, by version."""
     migrations: list[Migration] = []
     schema_dir = sql_dir / "schemas" / service
     baseline_files = sorted(schema_dir.glob("*.sql")) if schema_dir.is_dir() else []
     if baseline_files:
-        sources = tuple(_read(path, root) for path in baseline_files)
+        sources = tuple(_read(path, sql_dir) for path in baseline_files)
         migrations.append(Migration(service=service, version=BASELINE_VERSION, description="schema", sources=sources))
     migration_dir = sql_dir / "migrations" / service
     seen: dict[int, str] = {}
     for path in sorted(migration_dir.iterdir()) if migration_dir.is_dir() else []:
         if path.name.startswith(".") or path.is_dir():
             continue
-        source = _read(path, root)
+        source = _read(path, sql_dir)
         match = FILE_NAME.match(path.name)
         if not match:
             raise MigrationError(

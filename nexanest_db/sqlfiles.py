@@ -73,12 +73,14 @@ class StepValues:
         return {**self.identifiers, **self.flags}
 
 
-def load_step_file(path: Path, *, root: Path) -> StepFile:
+def load_step_file(sql_dir: Path, relative: str) -> StepFile:
+    """``sql/<relative>`` parsed into steps; messages name it ``sql/<relative>`` wherever sql/ lives."""
+    path = sql_dir / relative
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read step file ({exc.strerror}); restore it from git") from None
-    display = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    display = f"sql/{relative}"
     steps: list[Step] = []
     title: str | None = None
     run_if: str | None = None

@@ -16,7 +16,7 @@ STEP_FILE = "init/01-create-databases.sql"
 
 
 def _steps(context: HookContext) -> StepFile:
-    return load_step_file(context.paths.sql_dir / STEP_FILE, root=context.paths.root)
+    return load_step_file(context.paths.sql_dir, STEP_FILE)
 
 
 @hookimpl

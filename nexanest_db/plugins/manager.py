@@ -160,8 +160,10 @@ def _call_one(impl: pluggy.HookImpl, hook_name: str, context: HookContext) -> St
         raise error from exc
     except Exception as exc:
         context.logger.debug("plugin %s failed in %s", plugin, hook_name, exc_info=True)
+        # One line: a server error's DETAIL/HINT/query excerpt stays in the traceback (--verbose).
+        first_line = (str(exc).strip().splitlines() or [""])[0]
         raise HookError(
-            f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {exc} (a bug in the plugin; --verbose shows the traceback)"
+            f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {first_line} (unexpected; --verbose shows the traceback)"
         ) from exc
     changes = tuple(result or ())
     for change in changes:

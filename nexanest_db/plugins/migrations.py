@@ -21,7 +21,7 @@ LEDGER_STEPS = "ledger/01-create-ledger.sql"
 
 
 def service_migrations(context: HookContext, service: ServiceRoles) -> list[Migration]:
-    migrations = discover(context.paths.sql_dir, service.service, root=context.paths.root)
+    migrations = discover(context.paths.sql_dir, service.service)
     for migration in migrations:
         _ = migration.statements  # parse now: a syntax error is reported before anything runs
     return migrations
@@ -38,17 +38,17 @@ def plan_service(context: HookContext, service: ServiceRoles) -> ServicePlan:
 
 @hookimpl
 def nndb_preflight(context: HookContext) -> None:
-    load_step_file(context.paths.sql_dir / SCHEMA_STEPS, root=context.paths.root)
-    load_step_file(context.paths.sql_dir / LEDGER_STEPS, root=context.paths.root)
+    load_step_file(context.paths.sql_dir, SCHEMA_STEPS)
+    load_step_file(context.paths.sql_dir, LEDGER_STEPS)
     for service in context.services:
         service_migrations(context, service)
 
 
 @hookimpl
 def nndb_apply_migrations(context: HookContext) -> list[Change]:
-    root, sql_dir = context.paths.root, context.paths.sql_dir
-    schema_steps = load_step_file(sql_dir / SCHEMA_STEPS, root=root)
-    ledger_steps = load_step_file(sql_dir / LEDGER_STEPS, root=root)
+    sql_dir = context.paths.sql_dir
+    schema_steps = load_step_file(sql_dir, SCHEMA_STEPS)
+    ledger_steps = load_step_file(sql_dir, LEDGER_STEPS)
     plans = [plan_service(context, service) for service in context.services]
     problems = [line for plan in plans for line in plan.problems()]
     if problems:

@@ -37,12 +37,12 @@ def _state(conn: psycopg.Connection, query: str, service: ServiceRoles) -> set[t
 
 @hookimpl
 def nndb_preflight(context: HookContext) -> None:
-    load_step_file(context.paths.sql_dir / STEP_FILE, root=context.paths.root)
+    load_step_file(context.paths.sql_dir, STEP_FILE)
 
 
 @hookimpl
 def nndb_set_permissions(context: HookContext) -> list[Change]:
-    steps = load_step_file(context.paths.sql_dir / STEP_FILE, root=context.paths.root)
+    steps = load_step_file(context.paths.sql_dir, STEP_FILE)
     state_query = load_query(context.paths.sql_dir, "privileges-state")
     changes = []
     for service in context.services:
