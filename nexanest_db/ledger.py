@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from nexanest_db.errors import MigrationError
 from nexanest_db.migration_files import Migration
@@ -98,29 +99,40 @@ def make_plan(roles: ServiceRoles, migrations: list[Migration], applied: dict[in
 NoticeSink = Callable[[Migration, str], None]
 
 
-def apply_migration(
-    conn: psycopg.Connection, migration: Migration, roles: ServiceRoles, sql_dir: Path, notice: NoticeSink | None = None
-) -> int:
-    """Apply one migration and record it, in ONE transaction; return its execution time in ms.
+class MigrationApplier:
+    """Applies migrations on one service connection, each in ONE transaction with its ledger row.
 
+    Round trips per migration: one to begin (BEGIN, SET LOCAL ROLE <owner>, search_path), one per
+    statement, one to record and commit — the same count as psql with BEGIN/COMMIT around a file.
     Runs as the service's owner role with ``search_path = <schema>, public``. A failure rolls the
-    whole migration back (and its ledger row with it) and raises ``MigrationError`` naming file and line.
+    whole migration back (its ledger row with it) and raises ``MigrationError`` naming file and line.
     """
-    session = compose_query(sql_dir, "migration-session", owner_role=roles.owner_role, schema=roles.schema)
-    handler = None
-    if notice is not None:
 
-        def handler(diag: psycopg.errors.Diagnostic) -> None:
-            notice(migration, diag.message_primary or "")
+    def __init__(self, conn: psycopg.Connection, roles: ServiceRoles, sql_dir: Path, notice: NoticeSink | None = None) -> None:
+        self._conn = conn
+        self._roles = roles
+        self._begin = compose_query(sql_dir, "migration-begin", owner_role=roles.owner_role, schema=roles.schema)
+        self._commit = sql.SQL(load_query(sql_dir, "migration-commit"))
+        self._cursor = conn.cursor()
+        self._current: Migration | None = None
+        self._notice = notice
+        if notice is not None:
+            conn.add_notice_handler(self._on_notice)
 
-        conn.add_notice_handler(handler)
-    started = time.perf_counter()
-    try:
-        with conn.transaction():
-            conn.execute(session)
+    def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        if self._notice is not None and self._current is not None:
+            self._notice(self._current, diag.message_primary or "")
+
+    def apply(self, migration: Migration) -> int:
+        """Apply and record ``migration``; return its execution time in ms."""
+        cursor, roles = self._cursor, self._roles
+        self._current = migration
+        started = time.perf_counter()
+        try:
+            cursor.execute(self._begin)
             for statement in migration.statements:
                 try:
-                    conn.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
+                    cursor.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
                 except psycopg.Error as exc:
                     position = getattr(exc.diag, "statement_position", None)
                     offset = statement.text[: int(position) - 1].count("\n") if position else 0
@@ -129,19 +141,27 @@ def apply_migration(
                         "rolled back whole (earlier migrations stay applied) — fix the file and run again"
                     ) from None
             elapsed_ms = round((time.perf_counter() - started) * 1000)
-            conn.execute(load_query(sql_dir, "migration-session-end"))  # type: ignore[arg-type]
-            conn.execute(
-                load_query(sql_dir, "ledger-record"),  # type: ignore[arg-type]
-                {
-                    "service": migration.service,
-                    "version": migration.version,
-                    "description": migration.description,
-                    "script": migration.script,
-                    "checksum": migration.checksum,
-                    "execution_ms": elapsed_ms,
-                },
-            )
-    finally:
-        if handler is not None:
-            conn.remove_notice_handler(handler)
-    return elapsed_ms
+            record = {
+                "service": migration.service,
+                "version": migration.version,
+                "description": migration.description,
+                "script": migration.script,
+                "checksum": migration.checksum,
+                "execution_ms": elapsed_ms,
+            }
+            cursor.execute(self._commit.format(**{key: sql.Literal(value) for key, value in record.items()}))
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._current = None
+        return elapsed_ms
+
+    def _rollback(self) -> None:
+        if not self._conn.closed and self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        if self._notice is not None:
+            self._conn.remove_notice_handler(self._on_notice)
+        self._cursor.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nexanest_db.errors import MigrationError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
-from nexanest_db.ledger import ServicePlan, apply_migration, make_plan, read_ledger
+from nexanest_db.ledger import MigrationApplier, ServicePlan, make_plan, read_ledger
 from nexanest_db.migration_files import Migration, discover
 from nexanest_db.roles import ServiceRoles
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
@@ -70,7 +70,13 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
         def notice(migration: Migration, message: str, subject: str = service.subject) -> None:
             context.logger.info("%s %s: %s", subject, migration.label, message)
 
-        for migration in plan.pending:
-            elapsed_ms = apply_migration(conn, migration, service, sql_dir, notice)
-            changes.append(Change(subject=service.subject, summary=f"applied {migration.label} {migration.description} ({elapsed_ms} ms)"))
+        applier = MigrationApplier(conn, service, sql_dir, notice)
+        try:
+            for migration in plan.pending:
+                elapsed_ms = applier.apply(migration)
+                changes.append(
+                    Change(subject=service.subject, summary=f"applied {migration.label} {migration.description} ({elapsed_ms} ms)")
+                )
+        finally:
+            applier.close()
     return changes
