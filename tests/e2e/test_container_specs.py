@@ -1,0 +1,515 @@
+"""The container definitions synthesized for local-db boot healthy on a real Docker engine with the
+real images, and the post-apply hooks work against them.
+
+This is NOT a deploy. The kreuzwerker/docker Terraform provider is what deploys (see
+test_deploy_local_db.py, blocked here: the Go module proxy does not serve the provider). This test
+realizes the synthesized ``docker_network``, ``docker_volume`` and ``docker_container`` blocks of
+``cdktf.out/stacks/local-db/cdk.tf.json`` with the docker CLI, field by field, to prove that the
+generated configuration works on real containers: the rendered postgresql.conf / redis.conf, the
+first-start SQL, the Redis ACL file, the health check commands, the env and the password files.
+Secret values come from the stack's own ``data "external"`` program, run the way Terraform runs it.
+Only the Terraform expressions the stacks generate today are evaluated; any other expression, and
+any container field not mapped below, FAILS the test so a growing stack cannot be mis-realized
+silently.
+
+One scenario on a copy of the project whose names and published ports are unique (a developer's
+own local-db on the same engine is never touched); teardown removes only what it created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from nexanest_db.secrets import SECRET_SPECS
+from tests.fixtures.docker_engine import DockerEngine
+from tests.fixtures.servers import free_port
+from tests.support.project import REPO_ROOT, copy_project
+
+pytestmark = pytest.mark.e2e
+STACK = "local-db"
+INSTANCES = ("postgres", "timescale", "redis")
+TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
+
+PASSWORDS = {
+    "POSTGRES_PASSWORD": "cs-pg-super-1",
+    "TIMESCALE_PASSWORD": "cs-ts-super-2",
+    "REDIS_PASSWORD": "cs-redis-default-3",
+    "AUTH_DB_PASSWORD": "cs-auth-app-4",
+    "PORTFOLIO_DB_PASSWORD": "cs-portfolio-app-5",
+    "ANALYTICS_DB_PASSWORD": "cs-analytics-app-6",
+    "ANALYTICS_READONLY_PASSWORD": "cs-analytics-ro-7",
+    "AUTH_REDIS_PASSWORD": "cs-auth-redis-8",
+    "PORTFOLIO_REDIS_PASSWORD": "cs-portfolio-redis-9",
+    "ANALYTICS_REDIS_PASSWORD": "cs-analytics-redis-10",
+}
+
+# docker_container arguments this test turns into `docker create` options (see create_args).
+MAPPED_CONTAINER_FIELDS = frozenset(
+    {
+        "name",
+        "image",
+        "command",
+        "env",
+        "healthcheck",
+        "ports",
+        "memory",
+        "cpus",
+        "restart",
+        "labels",
+        "log_driver",
+        "log_opts",
+        "mounts",
+        "networks_advanced",
+        "stop_timeout",
+        "upload",
+    }
+)
+IGNORED_CONTAINER_FIELDS = frozenset(
+    {
+        "//",  # cdktf metadata, not a provider argument
+        "wait",  # the provider's wait for "healthy": this test waits for healthy itself ...
+        "wait_timeout",  # ... bounded by this value (see wait_healthy)
+        "must_run",  # the provider checks the container keeps running: wait_healthy fails on an exited one
+        "destroy_grace_seconds",  # only used by `terraform destroy`; teardown here is `docker rm -f`
+    }
+)
+NETWORK_FIELDS = frozenset({"//", "name", "driver", "internal", "labels"})
+VOLUME_FIELDS = frozenset({"//", "name", "labels"})
+
+# The only Terraform expressions the stacks generate. Anything else containing ${ or %{ fails.
+_ID = r"[A-Za-z0-9_-]+"
+_SECRET_REF = rf'data\.external\.(?P<source>{_ID})\.result\["(?P<name>[a-z0-9_]+)"\]'
+SENSITIVE = re.compile(rf"\$\{{sensitive\({_SECRET_REF}\)\}}")
+FORMAT_SHA256 = re.compile(rf'\$\{{format\("(?P<fmt>(?:[^"\\$%]|\\[nrt"\\]|%%|%s)*)", sensitive\(sha256\({_SECRET_REF}\)\)\)\}}')
+RESOURCE_REF = re.compile(rf"\$\{{(?P<type>docker_image|docker_volume|docker_network)\.(?P<id>{_ID})\.(?P<attr>image_id|name)\}}")
+REF_ATTRIBUTE = {"docker_image": "image_id", "docker_volume": "name", "docker_network": "name"}
+HCL_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def fail(message: str) -> None:
+    pytest.fail(message, pytrace=False)
+
+
+def docker(*args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=timeout)
+    if check and result.returncode != 0:
+        fail(f"docker {' '.join(args[:2])} ... exited {result.returncode}: {result.stderr.decode(errors='replace').strip()}")
+    return result
+
+
+def container_log(name: str, lines: int = 40) -> str:
+    logs = docker("logs", "--tail", str(lines), name, check=False)
+    return (logs.stdout + logs.stderr).decode(errors="replace").strip()
+
+
+@dataclass
+class Terraform:
+    """The parts of cdk.tf.json this test evaluates, and the secret values of its data.external source."""
+
+    document: dict[str, Any]
+    secrets: dict[str, dict[str, str]]  # data.external id -> result
+
+    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
+        return self.document["resource"].get(kind, {})
+
+    def evaluate(self, value: Any, where: str) -> Any:
+        """``value`` with every string evaluated as Terraform would: literals as-is, our expressions resolved."""
+        if isinstance(value, dict):
+            return {k: self.evaluate(v, f"{where}.{k}") for k, v in value.items() if k != "//"}
+        if isinstance(value, list):
+            return [self.evaluate(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        if match := SENSITIVE.fullmatch(value):
+            return self.secret(match, where)
+        if match := FORMAT_SHA256.fullmatch(value):
+            fmt = hcl_string(match["fmt"])
+            if fmt.count("%s") != 1:
+                fail(f"{where}: format string must have exactly one %s: {match['fmt']!r}")
+            digest = hashlib.sha256(self.secret(match, where).encode("utf-8")).hexdigest()
+            return fmt.replace("%s", "\0").replace("%%", "%").replace("\0", digest)
+        if match := RESOURCE_REF.fullmatch(value):
+            if REF_ATTRIBUTE[match["type"]] != match["attr"]:
+                fail(f"{where}: unsupported reference {value} (this test maps {match['type']}.*.{REF_ATTRIBUTE[match['type']]})")
+            target = self.resources(match["type"]).get(match["id"])
+            if target is None:
+                fail(f"{where}: {value} refers to a resource that is not in cdk.tf.json")
+            return target["name"]
+        if "${" in value or "%{" in value:
+            fail(f"{where}: Terraform expression this test cannot evaluate (extend it deliberately): {value[:200]!r}")
+        return value
+
+    def secret(self, match: re.Match[str], where: str) -> str:
+        result = self.secrets.get(match["source"])
+        if result is None or match["name"] not in result:
+            fail(f"{where}: data.external.{match['source']} gives no {match['name']!r}")
+        return result[match["name"]]
+
+
+def hcl_string(text: str) -> str:
+    """Decode the escapes of an HCL quoted string (the regex admits only \\n \\r \\t \\" \\\\)."""
+    return re.sub(r"\\(.)", lambda m: HCL_ESCAPES[m[1]], text)
+
+
+def upload_tar(uploads: list[dict[str, Any]], where: str) -> bytes:
+    """One tar of the upload blocks: each file at its path, mode from ``permissions``, owned by root."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i, upload in enumerate(uploads):
+            unknown = set(upload) - {"file", "content", "permissions"}
+            if unknown:
+                fail(f"{where}.upload[{i}]: fields this test does not map: {sorted(unknown)}")
+            data = upload["content"].encode("utf-8")
+            info = tarfile.TarInfo(upload["file"].lstrip("/"))
+            info.size = len(data)
+            info.mode = int(upload.get("permissions", "0644"), 8)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def create_args(block: dict[str, Any], where: str) -> list[str]:
+    """`docker create` arguments for one evaluated docker_container block; unmapped fields fail."""
+    unknown = set(block) - MAPPED_CONTAINER_FIELDS - IGNORED_CONTAINER_FIELDS
+    if unknown:
+        fail(f"{where}: docker_container fields this test does not map (extend create_args): {sorted(unknown)}")
+    args = ["create", "--name", block["name"]]
+    for entry in block.get("env", []):
+        args += ["--env", entry]
+    if hc := block.get("healthcheck"):
+        extra = set(hc) - {"test", "interval", "timeout", "retries", "start_period"}
+        if extra:
+            fail(f"{where}.healthcheck: fields this test does not map: {sorted(extra)}")
+        test = hc["test"]
+        if len(test) != 2 or test[0] != "CMD-SHELL":
+            fail(f"{where}.healthcheck.test: only [CMD-SHELL, <command>] maps to --health-cmd, got {test}")
+        args += ["--health-cmd", test[1]]
+        for key, option in (("interval", "interval"), ("timeout", "timeout"), ("retries", "retries"), ("start_period", "start-period")):
+            if key in hc:
+                args += [f"--health-{option}", str(hc[key])]
+    for port in block.get("ports", []):
+        if set(port) - {"internal", "external", "ip", "protocol"}:
+            fail(f"{where}.ports: fields this test does not map: {sorted(port)}")
+        args += ["--publish", f"{port.get('ip', '0.0.0.0')}:{port['external']}:{port['internal']}/{port.get('protocol', 'tcp')}"]
+    if "memory" in block:
+        args += ["--memory", f"{block['memory']}m"]  # the provider's memory is in MB
+    if "cpus" in block:
+        args += ["--cpus", str(block["cpus"])]
+    if "restart" in block:
+        args += ["--restart", block["restart"]]
+    for label in block.get("labels", []):
+        args += ["--label", f"{label['label']}={label['value']}"]
+    if "log_driver" in block:
+        args += ["--log-driver", block["log_driver"]]
+    for key, value in block.get("log_opts", {}).items():
+        args += ["--log-opt", f"{key}={value}"]
+    for mount in block.get("mounts", []):
+        if set(mount) != {"type", "source", "target"} or mount["type"] != "volume":
+            fail(f"{where}.mounts: only type=volume with source/target is mapped, got {mount}")
+        args += ["--mount", f"type=volume,source={mount['source']},target={mount['target']}"]
+    networks = block.get("networks_advanced", [])
+    if len(networks) > 1:
+        fail(f"{where}.networks_advanced: `docker create` attaches one network with aliases; got {len(networks)}")
+    for network in networks:
+        if set(network) - {"name", "aliases"}:
+            fail(f"{where}.networks_advanced: fields this test does not map: {sorted(network)}")
+        args += ["--network", network["name"]]
+        for alias in network.get("aliases", []):
+            args += ["--network-alias", alias]
+    if "stop_timeout" in block:
+        args += ["--stop-timeout", str(block["stop_timeout"])]
+    return [*args, block["image"], *block.get("command", [])]
+
+
+@dataclass
+class Realized:
+    root: Path
+    prefix: str
+    ports: dict[str, int]
+    env: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)  # instance -> evaluated block
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def name(self, instance: str) -> str:
+        return f"{self.prefix}-{instance}"
+
+    def superuser(self, instance: str) -> str:
+        env = dict(entry.split("=", 1) for entry in self.containers[instance].get("env", []))
+        return env["POSTGRES_USER"]
+
+    def connect(self, instance: str, user: str, password: str, dbname: str) -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.ports[instance], user=user, password=password, dbname=dbname, connect_timeout=10, autocommit=True
+        )
+
+    def redis(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.ports["redis"], socket_timeout=10, decode_responses=True, **kwargs)
+
+    def nndb(self, phase: str | None, *args: str) -> str:
+        start = time.perf_counter()
+        result = subprocess.run(["nndb", *args], cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
+        if phase:
+            self.timings[phase] = time.perf_counter() - start
+        output = result.stdout + result.stderr
+        if result.returncode != 0:
+            fail(f"nndb {' '.join(args)} exited {result.returncode}:\n{output[-3000:]}")
+        return output
+
+
+def base_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    for spec in SECRET_SPECS:  # an outer *_FILE or .env.db-style override must not win over ours
+        env.pop(f"{spec.env_var}_FILE", None)
+    for key in ("NNDB_PROJECT_DIR", "DB_HOST"):
+        env.pop(key, None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def wait_healthy(realized: Realized, started: dict[str, float], timeouts: dict[str, int]) -> None:
+    """Poll until every container is healthy, each bounded by its block's wait_timeout; fail on exit/unhealthy."""
+    pending = set(INSTANCES)
+    while pending:
+        for instance in sorted(pending):
+            name = realized.name(instance)
+            state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
+            health = (state.get("Health") or {}).get("Status")
+            if health == "healthy":
+                pending.discard(instance)
+                continue
+            probes = [entry.get("Output", "").strip() for entry in (state.get("Health") or {}).get("Log", [])[-2:]]
+            if state.get("Status") != "running" or health == "unhealthy":
+                fail(f"{name} is {state.get('Status')}/{health} (exit {state.get('ExitCode')}); probes: {probes}\n{container_log(name)}")
+            if time.monotonic() - started[instance] > timeouts[instance]:
+                fail(
+                    f"{name} not healthy within wait_timeout {timeouts[instance]} s (status {health}); probes: {probes}\n{container_log(name)}"
+                )
+        if pending:
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def realized(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[Realized]:
+    root = copy_project(tmp_path_factory.mktemp("container-specs") / "project")
+    prefix = f"nndb-cs-{uuid.uuid4().hex[:8]}"
+    config_file = root / "config" / "local.toml"
+    text = config_file.read_text()
+    for old, new in (
+        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
+        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
+    ):
+        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
+        text = text.replace(old, new)
+    config_file.write_text(text)
+    ports = {instance: free_port() for instance in INSTANCES}
+    env = {**base_environment(), **PASSWORDS}
+    for instance in INSTANCES:
+        env[f"{instance.upper()}_HOST"] = "127.0.0.1"
+        env[f"{instance.upper()}_PORT"] = str(ports[instance])
+    state = Realized(root=root, prefix=prefix, ports=ports, env=env, config=tomllib.loads(text))
+    try:
+        realize(state)
+        yield state
+    finally:
+        teardown(prefix)
+        summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in state.timings.items())
+        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        with TIMINGS_FILE.open("a") as timings:
+            timings.write(f"local-db container specs (docker CLI, not a deploy) phases: {summary}\n")
+
+
+def teardown(prefix: str) -> None:
+    """Remove the containers (with anonymous volumes), network and volumes named with this run's prefix, nothing else."""
+
+    def listed(*args: str) -> list[str]:
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60).stdout.split()
+        return [name for name in out if name.startswith(prefix)]
+
+    for name in listed("ps", "-a", "--filter", f"name={prefix}", "--format", "{{.Names}}"):
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=120)
+    for name in listed("network", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}"):
+        subprocess.run(["docker", "network", "rm", name], capture_output=True, timeout=60)
+    for name in listed("volume", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}"):
+        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def realize(state: Realized) -> None:
+    # 1. synth, as `python main.py` in the copy
+    start = time.perf_counter()
+    synth = subprocess.run([sys.executable, "main.py"], cwd=state.root, env=state.env, capture_output=True, text=True, timeout=300)
+    state.timings["synth"] = time.perf_counter() - start
+    if synth.returncode != 0:
+        fail(f"python main.py exited {synth.returncode}:\n{(synth.stdout + synth.stderr)[-3000:]}")
+    stack_dir = state.root / "cdktf.out" / "stacks" / STACK
+    document = json.loads((stack_dir / "cdk.tf.json").read_text())
+
+    # 2. secrets: the data.external program with its query on stdin, from the stack dir (as Terraform runs it)
+    secrets: dict[str, dict[str, str]] = {}
+    for source_id, source in document.get("data", {}).get("external", {}).items():
+        result = subprocess.run(
+            source["program"],
+            input=json.dumps(source.get("query", {})),
+            cwd=stack_dir,
+            env=state.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            fail(f"data.external.{source_id} program {source['program']} exited {result.returncode}: {result.stderr.strip()}")
+        values = json.loads(result.stdout)
+        assert all(isinstance(v, str) for v in values.values()), "data.external results must be a map of strings"
+        secrets[source_id] = values
+    terraform = Terraform(document=document, secrets=secrets)
+
+    # 3. evaluate every block; names must carry this run's prefix so nothing else on the engine is touched
+    networks = {i: terraform.evaluate(b, f"docker_network.{i}") for i, b in terraform.resources("docker_network").items()}
+    volumes = {i: terraform.evaluate(b, f"docker_volume.{i}") for i, b in terraform.resources("docker_volume").items()}
+    for kind, blocks, allowed in (
+        ("docker_network", terraform.resources("docker_network"), NETWORK_FIELDS),
+        ("docker_volume", terraform.resources("docker_volume"), VOLUME_FIELDS),
+    ):
+        for block_id, block in blocks.items():
+            if set(block) - allowed:
+                fail(f"{kind}.{block_id}: fields this test does not map: {sorted(set(block) - allowed)}")
+    containers: dict[str, dict[str, Any]] = {}
+    for block_id, block in terraform.resources("docker_container").items():
+        evaluated = terraform.evaluate(block, f"docker_container.{block_id}")
+        instance = evaluated["name"].removeprefix(f"{state.prefix}-")
+        assert instance in INSTANCES, f"docker_container.{block_id} is named {evaluated['name']!r}, not <prefix>-<instance>"
+        containers[instance] = evaluated
+    assert sorted(containers) == sorted(INSTANCES)
+    for name in [*(n["name"] for n in networks.values()), *(v["name"] for v in volumes.values())]:
+        assert name.startswith(state.prefix), f"{name} does not carry the unique prefix {state.prefix}"
+    for instance, block in containers.items():
+        assert [p["external"] for p in block["ports"]] == [state.ports[instance]], (
+            f"{instance}: the *_PORT override did not reach the stack"
+        )
+    state.containers = containers
+
+    # 4. realize with the docker CLI: network, volumes, containers, uploads; start all, then wait
+    start = time.perf_counter()
+    for block in networks.values():
+        args = ["network", "create", "--driver", block.get("driver", "bridge")]
+        if block.get("internal"):
+            args.append("--internal")
+        for label in block.get("labels", []):
+            args += ["--label", f"{label['label']}={label['value']}"]
+        docker(*args, block["name"])
+    for block in volumes.values():
+        args = ["volume", "create"]
+        for label in block.get("labels", []):
+            args += ["--label", f"{label['label']}={label['value']}"]
+        docker(*args, block["name"])
+    for instance in INSTANCES:
+        block = containers[instance]
+        where = f"docker_container ({instance})"
+        docker(*create_args(block, where))
+        if block.get("upload"):
+            docker("cp", "-", f"{block['name']}:/", stdin=upload_tar(block["upload"], where))
+    started: dict[str, float] = {}
+    for instance in INSTANCES:
+        docker("start", containers[instance]["name"])
+        started[instance] = time.monotonic()
+    state.timings["create+start"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    wait_healthy(state, started, {i: int(containers[i].get("wait_timeout", 180)) for i in INSTANCES})
+    state.timings["healthy"] = time.perf_counter() - start
+
+
+def test_synthesized_containers_boot_healthy_and_take_the_hooks(realized: Realized) -> None:
+    state = realized
+    pg_super = {"postgres": PASSWORDS["POSTGRES_PASSWORD"], "timescale": PASSWORDS["TIMESCALE_PASSWORD"]}
+
+    # 5a. postgresql.conf is the server's config file, with config/local.toml's settings
+    for instance in ("postgres", "timescale"):
+        user = state.superuser(instance)
+        with state.connect(instance, user, pg_super[instance], "postgres") as conn:
+            assert conn.execute("SHOW config_file").fetchone()[0] == "/etc/postgresql/postgresql.conf"
+            for key, value in state.config[instance]["settings"].items():
+                setting, unit = conn.execute("SELECT setting, unit FROM pg_settings WHERE name = %s", (key,)).fetchone()
+                shown = conn.execute(f"SHOW {key}").fetchone()[0]
+                expected = str(value)
+                assert expected in (setting, shown), f"{instance}: {key} is {shown} (setting {setting} {unit}), config says {value}"
+        # 5b. the superuser password from the uploaded file works; a wrong one does not
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            state.connect(instance, user, "not-the-password", "postgres")
+        # 5c. the first-start script ran: a non-superuser cannot connect to the maintenance database
+        probe = f"cs_probe_{uuid.uuid4().hex[:8]}"
+        with state.connect(instance, user, pg_super[instance], "postgres") as conn:
+            conn.execute(f"CREATE ROLE {probe} LOGIN PASSWORD 'probe-pw'")
+        try:
+            with pytest.raises(psycopg.OperationalError, match='permission denied for database "postgres"'):
+                state.connect(instance, probe, "probe-pw", "postgres")
+        finally:
+            with state.connect(instance, user, pg_super[instance], "postgres") as conn:
+                conn.execute(f"DROP ROLE {probe}")
+
+    # 5d. redis: the default user needs the password from the uploaded ACL file
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        state.redis().ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        state.redis(password="not-the-password").ping()
+    assert state.redis(password=PASSWORDS["REDIS_PASSWORD"]).ping()
+    assert state.redis(password=PASSWORDS["REDIS_PASSWORD"]).config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+
+    # 6a. the real post-apply hooks, then what they promise
+    output = state.nndb("hooks first run", "hooks", "run", STACK)
+    assert re.search(r"^hooks: [1-9]\d* changes? in ", output, re.MULTILINE), output
+    with state.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth") as conn:
+        conn.execute("INSERT INTO auth.users (email, password_hash) VALUES ('cs@nexanest.test', 'x')")
+        assert conn.execute("SELECT count(*) FROM auth.users WHERE email = 'cs@nexanest.test'").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match='permission denied for database "portfolio"'):
+        state.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "portfolio")
+    with state.connect("timescale", "analytics_app", PASSWORDS["ANALYTICS_DB_PASSWORD"], "analytics") as conn:
+        conn.execute("INSERT INTO analytics.price_ticks (time, symbol, price) VALUES (now(), 'ACME', 1)")
+    auth = state.redis(username="auth", password=PASSWORDS["AUTH_REDIS_PASSWORD"])
+    auth.set("auth:cs", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        auth.set("portfolio:cs", "1")
+
+    # 6b. idempotent: a second run has nothing to do; the backup the hooks registered restores
+    output = state.nndb("hooks second run", "hooks", "run", STACK)
+    assert re.search(r"^hooks: 0 changes \(up to date\)", output, re.MULTILINE), output
+    state.nndb("backup verify", "backup", "verify", STACK)
+
+    # 6c. ACL SAVE persisted the service users to the ACL file on the data volume: they survive a restart
+    start = time.perf_counter()
+    redis_name = state.name("redis")
+    docker("restart", redis_name)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert state.redis(username="auth", password=PASSWORDS["AUTH_REDIS_PASSWORD"]).get("auth:cs") == "1"
+            break
+        except redis.exceptions.AuthenticationError:
+            raise  # a subclass of ConnectionError in redis-py, and a real failure here
+        except redis.exceptions.ConnectionError as exc:  # not listening yet
+            if time.monotonic() > deadline:
+                fail(f"{redis_name} not answering 30 s after docker restart: {exc}\n{container_log(redis_name)}")
+            time.sleep(0.5)
+    state.timings["redis restart"] = time.perf_counter() - start
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        state.redis().ping()
