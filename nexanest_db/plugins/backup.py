@@ -12,7 +12,9 @@ records the policy and warns when the server says ``archive_mode`` is off althou
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
@@ -31,10 +33,6 @@ from nexanest_db.backups import (
 from nexanest_db.errors import BackupError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles, postgres_instances
-
-
-def stack_backup_dir(context: HookContext) -> Catalog:
-    return Catalog.load(context.backup_dir, context.stack)
 
 
 def _major(context: HookContext, instance: str) -> int:
@@ -124,9 +122,7 @@ def nndb_preflight(context: HookContext) -> None:
         raise BackupError(f"{context.backup_dir}: backup directory cannot be created or written; set --backup-dir / NNDB_BACKUP_DIR")
 
 
-def _writable(path) -> bool:
-    import os
-
+def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
 
 
