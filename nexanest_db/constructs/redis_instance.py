@@ -60,7 +60,7 @@ class RedisInstance(Construct):
         acl_line = Fn.format("user default on #%s ~* &* +@all\n", [props.password_sha256])
         files = [
             FileUpload(path=props.config_path, content=props.config_content),
-            FileUpload(path=props.acl_path, content=acl_line, permissions="0666"),
+            FileUpload(path=props.acl_path, content=acl_line, permissions="0600"),
             FileUpload(path=PASSWORD_FILE, content=props.password),
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).
