@@ -16,6 +16,7 @@ from nexanest_db.config import EnvironmentConfig, ServiceConfig
 
 SUPERUSER_SECRETS: dict[str, str] = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
 REDIS_DEFAULT_SECRET = "redis_default"  # noqa: S105 -- a secret NAME, not a value
+REDIS_SERVICE_COMMANDS: tuple[str, ...] = ("+@all", "-@dangerous")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,15 @@ class ServiceRoles:
     @property
     def redis_secret(self) -> str:
         return f"redis_{self.service}"
+
+    @property
+    def redis_rules(self) -> tuple[str, ...]:
+        """The ACL rules of the service's Redis user, password aside: its key and channel prefix, no admin commands.
+
+        Used twice, so the two always agree: the ACL file uploaded with a new Redis container (users
+        exist from its first second) and the ``redis_acl`` hook (repairs drift, rotates passwords).
+        """
+        return (f"~{self.redis_prefix}*", f"&{self.redis_prefix}*", *REDIS_SERVICE_COMMANDS)
 
     @property
     def subject(self) -> str:

@@ -5,7 +5,7 @@ from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsPr
 from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps
-from nexanest_db.constructs.redis_instance import RedisInstance, RedisInstanceProps
+from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "PostgresInstance",
     "PostgresInstanceProps",
     "PublishedPort",
+    "RedisAclUser",
     "RedisInstance",
     "RedisInstanceProps",
 ]

@@ -3,7 +3,8 @@ creation is the password-protected default user (service users come from the pos
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cdktf import Fn, TerraformResourceLifecycle
@@ -19,12 +20,31 @@ DATA_DIR = "/data"
 PASSWORD_FILE = "/run/secrets/redis_password"  # noqa: S105 - a path, not a password
 
 
+_ACL_USER = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisAclUser:
+    """One line of the uploaded ACL file: ``user <name> on #<sha256> <rules...>``."""
+
+    name: str
+    password_sha256: str  # a (sensitive) Terraform reference
+    rules: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not _ACL_USER.match(self.name):
+            raise ValueError(f"Redis ACL user name {self.name!r} must be letters, digits, '_' or '-'")
+        for rule in self.rules:
+            if not rule or any(c.isspace() for c in rule) or rule[0] not in "~&+-":
+                raise ValueError(f"Redis ACL rule {rule!r} must be one ~keys, &channels, +command or -command token")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RedisInstanceProps:
     container_name: str
     image: str
     password: str
-    password_sha256: str
+    acl_users: Sequence[RedisAclUser]
     published: PublishedPort
     limits: ContainerLimits
     health: HealthPolicy
@@ -42,6 +62,11 @@ class RedisInstanceProps:
             raise ValueError(f"image must be a reference like redis:7-alpine, got {self.image!r}")
         if self.acl_path == self.config_path:
             raise ValueError("the ACL file and redis.conf must be different files")
+        names = [user.name for user in self.acl_users]
+        if "default" not in names:
+            raise ValueError("the ACL file must define the (password-protected) default user")
+        if len(names) != len(set(names)):
+            raise ValueError("Redis ACL user names must be unique")
 
 
 class RedisInstance(Construct):
@@ -55,12 +80,16 @@ class RedisInstance(Construct):
             labels=[VolumeLabels(label=k, value=v) for k, v in sorted(props.labels.items())],
             lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if props.protect_data else None,
         )
-        # 0640-style secrecy is moot inside a single-purpose container; the files must be readable
-        # by the image's unprivileged redis user. The ACL file is writable so ACL SAVE can persist users.
-        acl_line = Fn.format("user default on #%s ~* &* +@all\n", [props.password_sha256])
+        # The ACL file sits on the data volume (owned by the image's redis user) so ACL SAVE can
+        # rewrite it. It is uploaded complete, service users included, so a replaced container
+        # serves every service from its first second instead of waiting for the hooks.
+        acl_lines = [
+            Fn.format("user %s on #%s %s\n", [user.name, user.password_sha256, " ".join(user.rules)])
+            for user in sorted(props.acl_users, key=lambda u: u.name)
+        ]
         files = [
             FileUpload(path=props.config_path, content=props.config_content),
-            FileUpload(path=props.acl_path, content=acl_line, permissions="0600"),
+            FileUpload(path=props.acl_path, content=Fn.join("", acl_lines), permissions="0600"),
             FileUpload(path=PASSWORD_FILE, content=props.password),
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).

@@ -17,9 +17,9 @@ import redis
 
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
-from nexanest_db.roles import REDIS_DEFAULT_SECRET, ServiceRoles
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, REDIS_SERVICE_COMMANDS, ServiceRoles
 
-COMMANDS = "+@all -@dangerous"
+COMMANDS = " ".join(REDIS_SERVICE_COMMANDS)
 
 
 def _sha256(password: str) -> str:
@@ -27,8 +27,7 @@ def _sha256(password: str) -> str:
 
 
 def wanted_rules(service: ServiceRoles, password_hash: str) -> list[str]:
-    prefix = service.redis_prefix
-    return ["reset", "on", f"#{password_hash}", f"~{prefix}*", f"&{prefix}*", *COMMANDS.split()]
+    return ["reset", "on", f"#{password_hash}", *service.redis_rules]
 
 
 def get_user(client: redis.Redis, name: str) -> dict[str, object] | None:

@@ -21,12 +21,14 @@ from nexanest_db.constructs import (
     PostgresInstance,
     PostgresInstanceProps,
     PublishedPort,
+    RedisAclUser,
     RedisInstance,
     RedisInstanceProps,
 )
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, all_services
 from nexanest_db.secrets import SECRET_NAMES, external_query
 from nexanest_db.stacks.inputs import StackInputs
 
@@ -129,8 +131,14 @@ class DatabaseStack(TerraformStack):
             props=RedisInstanceProps(
                 container_name=f"{config.name_prefix}-redis",
                 image=config.redis.image,
-                password=secrets.sensitive("redis_default"),
-                password_sha256=secrets.sha256("redis_default"),
+                password=secrets.sensitive(REDIS_DEFAULT_SECRET),
+                acl_users=[
+                    RedisAclUser(name="default", password_sha256=secrets.sha256(REDIS_DEFAULT_SECRET), rules=("~*", "&*", "+@all")),
+                    *(
+                        RedisAclUser(name=svc.redis_user, password_sha256=secrets.sha256(svc.redis_secret), rules=svc.redis_rules)
+                        for svc in all_services(config)
+                    ),
+                ],
                 published=published("redis"),
                 limits=limits("redis"),
                 health=health,

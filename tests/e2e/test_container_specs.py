@@ -98,10 +98,14 @@ VOLUME_FIELDS = frozenset({"//", "name", "labels"})
 _ID = r"[A-Za-z0-9_-]+"
 _SECRET_REF = rf'data\.external\.(?P<source>{_ID})\.result\["(?P<name>[a-z0-9_]+)"\]'
 SENSITIVE = re.compile(rf"\$\{{sensitive\({_SECRET_REF}\)\}}")
-FORMAT_SHA256 = re.compile(rf'\$\{{format\("(?P<fmt>(?:[^"\\$%]|\\[nrt"\\]|%%|%s)*)", sensitive\(sha256\({_SECRET_REF}\)\)\)\}}')
+# The Redis ACL file: join("", [format("user %s on #%s %s\n", "<user>", sensitive(sha256(<secret>)), "<rules>"), ...])
+_ACL_LINE = rf'format\("user %s on #%s %s\\n", "(?P<user>[A-Za-z0-9_-]+)", sensitive\(sha256\({_SECRET_REF}\)\), "(?P<rules>[^"\\$%]*)"\)'
+ACL_LINE = re.compile(_ACL_LINE)
+ACL_FILE = re.compile(
+    r'\$\{join\("", \[' + re.sub(r"\(\?P<\w+>", "(?:", _ACL_LINE) + r"(?:, " + re.sub(r"\(\?P<\w+>", "(?:", _ACL_LINE) + r")*\]\)\}"
+)
 RESOURCE_REF = re.compile(rf"\$\{{(?P<type>docker_image|docker_volume|docker_network)\.(?P<id>{_ID})\.(?P<attr>image_id|name)\}}")
 REF_ATTRIBUTE = {"docker_image": "image_id", "docker_volume": "name", "docker_network": "name"}
-HCL_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
 def fail(message: str) -> None:
@@ -140,12 +144,11 @@ class Terraform:
             return value
         if match := SENSITIVE.fullmatch(value):
             return self.secret(match, where)
-        if match := FORMAT_SHA256.fullmatch(value):
-            fmt = hcl_string(match["fmt"])
-            if fmt.count("%s") != 1:
-                fail(f"{where}: format string must have exactly one %s: {match['fmt']!r}")
-            digest = hashlib.sha256(self.secret(match, where).encode("utf-8")).hexdigest()
-            return fmt.replace("%s", "\0").replace("%%", "%").replace("\0", digest)
+        if ACL_FILE.fullmatch(value):
+            return "".join(
+                f"user {line['user']} on #{hashlib.sha256(self.secret(line, where).encode('utf-8')).hexdigest()} {line['rules']}\n"
+                for line in ACL_LINE.finditer(value)
+            )
         if match := RESOURCE_REF.fullmatch(value):
             if REF_ATTRIBUTE[match["type"]] != match["attr"]:
                 fail(f"{where}: unsupported reference {value} (this test maps {match['type']}.*.{REF_ATTRIBUTE[match['type']]})")
@@ -162,11 +165,6 @@ class Terraform:
         if result is None or match["name"] not in result:
             fail(f"{where}: data.external.{match['source']} gives no {match['name']!r}")
         return result[match["name"]]
-
-
-def hcl_string(text: str) -> str:
-    """Decode the escapes of an HCL quoted string (the regex admits only \\n \\r \\t \\" \\\\)."""
-    return re.sub(r"\\(.)", lambda m: HCL_ESCAPES[m[1]], text)
 
 
 def upload_tar(uploads: list[dict[str, Any]], where: str) -> bytes:
@@ -474,6 +472,11 @@ def test_synthesized_containers_boot_healthy_and_take_the_hooks(realized: Realiz
         state.redis(password="not-the-password").ping()
     assert state.redis(password=PASSWORDS["REDIS_PASSWORD"]).ping()
     assert state.redis(password=PASSWORDS["REDIS_PASSWORD"]).config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+    # ... and the service users are in that file too: a new container serves them before any hook has run
+    early = state.redis(username="portfolio", password=PASSWORDS["PORTFOLIO_REDIS_PASSWORD"])
+    early.set("portfolio:before-hooks", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        early.set("auth:before-hooks", "1")
 
     # 6a. the real post-apply hooks, then what they promise
     output = state.nndb("hooks first run", "hooks", "run", STACK)
