@@ -13,10 +13,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_docker.container import Container
 from cdktf_cdktf_provider_docker.image import Image
-from cdktf_cdktf_provider_docker.volume import Volume, VolumeLabels
+from cdktf_cdktf_provider_docker.volume import Volume
 from constructs import Construct
 
 from nexanest_db.constructs import shared
@@ -68,25 +67,15 @@ class PostgresInstanceProps:
 class PostgresInstance(Construct):
     def __init__(self, scope: Construct, id: str, *, props: PostgresInstanceProps) -> None:
         super().__init__(scope, id)
-        protect = TerraformResourceLifecycle(prevent_destroy=True) if props.protect_data else None
-
         # keep_locally: destroying the stack must not delete the shared official image from the host.
         self.image = Image(self, "image", name=props.image, keep_locally=True)
-        self.data_volume = Volume(
-            self,
-            "data",
-            name=f"{props.container_name}-data",
-            labels=[VolumeLabels(label=k, value=v) for k, v in sorted(props.labels.items())],
-            lifecycle=protect,
+        self.data_volume = shared.named_volume(
+            self, "data", name=f"{props.container_name}-data", labels=props.labels, protect=props.protect_data
         )
         mounts = [shared.volume_mount(self.data_volume.name, DATA_DIR)]
         if props.wal_archive_dir:
-            self.wal_volume: Volume | None = Volume(
-                self,
-                "wal-archive",
-                name=f"{props.container_name}-wal-archive",
-                labels=[VolumeLabels(label=k, value=v) for k, v in sorted(props.labels.items())],
-                lifecycle=protect,
+            self.wal_volume: Volume | None = shared.named_volume(
+                self, "wal-archive", name=f"{props.container_name}-wal-archive", labels=props.labels, protect=props.protect_data
             )
             mounts.append(shared.volume_mount(self.wal_volume.name, props.wal_archive_dir))
         else:
@@ -118,19 +107,15 @@ class PostgresInstance(Construct):
             # Over TCP, not the socket: during first-start init the entrypoint's temporary server
             # listens on the socket only, and "healthy" must mean the real server is accepting.
             healthcheck=props.health.healthcheck(f"pg_isready -U {props.superuser} -h 127.0.0.1 -p {props.published.container_port}"),
-            wait=True,
-            wait_timeout=props.health.deploy_wait_timeout_s,
-            restart=props.limits.restart,
-            memory=props.limits.memory_mb,
-            cpus=str(props.limits.cpus),
-            labels=shared.labels(props.labels),
-            log_driver="json-file",
-            log_opts=dict(sorted(props.log_opts.items())),
             # A clean shutdown flushes WAL; Docker's default 10 s can cut a busy checkpoint short.
             stop_timeout=60,
             destroy_grace_seconds=60,
-            must_run=True,
+            **shared.runtime_arguments(limits=props.limits, health=props.health, labels_=props.labels, log_opts=props.log_opts),
         )
         self.container_name: str = props.container_name
-        self.container_id: str = self.container.id
         self.host_port: int = props.published.host_port
+
+    @property
+    def container_id(self) -> str:
+        """The container's id (a Terraform reference): changes exactly when the container is replaced."""
+        return self.container.id

@@ -7,10 +7,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cdktf import Fn, TerraformResourceLifecycle
+from cdktf import Fn
 from cdktf_cdktf_provider_docker.container import Container
 from cdktf_cdktf_provider_docker.image import Image
-from cdktf_cdktf_provider_docker.volume import Volume, VolumeLabels
 from constructs import Construct
 
 from nexanest_db.constructs import shared
@@ -73,12 +72,8 @@ class RedisInstance(Construct):
     def __init__(self, scope: Construct, id: str, *, props: RedisInstanceProps) -> None:
         super().__init__(scope, id)
         self.image = Image(self, "image", name=props.image, keep_locally=True)
-        self.data_volume = Volume(
-            self,
-            "data",
-            name=f"{props.container_name}-data",
-            labels=[VolumeLabels(label=k, value=v) for k, v in sorted(props.labels.items())],
-            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if props.protect_data else None,
+        self.data_volume = shared.named_volume(
+            self, "data", name=f"{props.container_name}-data", labels=props.labels, protect=props.protect_data
         )
         # The ACL file sits on the data volume (owned by the image's redis user) so ACL SAVE can
         # rewrite it. It is uploaded complete, service users included, so a replaced container
@@ -105,16 +100,12 @@ class RedisInstance(Construct):
             ports=[shared.port(props.published)],
             networks_advanced=[shared.network_attachment(props.network_name, props.network_alias)],
             healthcheck=props.health.healthcheck(check),
-            wait=True,
-            wait_timeout=props.health.deploy_wait_timeout_s,
-            restart=props.limits.restart,
-            memory=props.limits.memory_mb,
-            cpus=str(props.limits.cpus),
-            labels=shared.labels(props.labels),
-            log_driver="json-file",
-            log_opts=dict(sorted(props.log_opts.items())),
-            must_run=True,
+            **shared.runtime_arguments(limits=props.limits, health=props.health, labels_=props.labels, log_opts=props.log_opts),
         )
         self.container_name: str = props.container_name
-        self.container_id: str = self.container.id
         self.host_port: int = props.published.host_port
+
+    @property
+    def container_id(self) -> str:
+        """The container's id (a Terraform reference): changes exactly when the container is replaced."""
+        return self.container.id

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_docker.container import (
     ContainerHealthcheck,
     ContainerLabels,
@@ -14,6 +15,8 @@ from cdktf_cdktf_provider_docker.container import (
     ContainerPorts,
     ContainerUpload,
 )
+from cdktf_cdktf_provider_docker.volume import Volume, VolumeLabels
+from constructs import Construct
 
 MANAGED_BY = "nexanest-db"
 _ABSOLUTE_PATH = re.compile(r"^/[^\0]*$")
@@ -115,4 +118,31 @@ def standard_labels(*, environment: str, service: str, extra: Mapping[str, str])
         "com.nexanest.environment": environment,
         "com.nexanest.service": service,
         "com.nexanest.managed-by": MANAGED_BY,
+    }
+
+
+def named_volume(scope: Construct, id: str, *, name: str, labels: Mapping[str, str], protect: bool) -> Volume:
+    """A named data volume: outlives container replacement; ``protect`` adds ``prevent_destroy``."""
+    return Volume(
+        scope,
+        id,
+        name=name,
+        labels=[VolumeLabels(label=k, value=v) for k, v in sorted(labels.items())],
+        lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protect else None,
+    )
+
+
+def runtime_arguments(*, limits: ContainerLimits, health: HealthPolicy, labels_: Mapping[str, str], log_opts: Mapping[str, str]) -> dict:
+    """The ``docker_container`` arguments every database container shares: limits, restart, labels,
+    rotated JSON logs, and ``wait`` so an apply returns only once the health check passes."""
+    return {
+        "wait": True,
+        "wait_timeout": health.deploy_wait_timeout_s,
+        "restart": limits.restart,
+        "memory": limits.memory_mb,
+        "cpus": str(limits.cpus),
+        "labels": labels(labels_),
+        "log_driver": "json-file",
+        "log_opts": dict(sorted(log_opts.items())),
+        "must_run": True,
     }

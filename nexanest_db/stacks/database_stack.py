@@ -152,15 +152,15 @@ class DatabaseStack(TerraformStack):
             ),
         )
 
-        containers = {**{name: db.container for name, db in databases.items()}, "redis": redis.container}
+        instances: dict[str, PostgresInstance | RedisInstance] = {**databases, "redis": redis}
         PostApplyHooks(
             self,
             "post-apply",
             props=PostApplyHooksProps(
                 stack=inputs.stack,
                 content_hashes={"sql": inputs.sql_tree_hash, "config": inputs.config_hash, "config_dir": inputs.config_tree_hash},
-                container_ids={name: container.id for name, container in containers.items()},
-                depends_on=list(containers.values()),
+                container_ids={name: instance.container_id for name, instance in instances.items()},
+                depends_on=[instance.container for instance in instances.values()],
                 secrets_fingerprint=secrets.fingerprint(),
                 config_dir=str(inputs.paths.config_dir),
                 sql_dir=str(inputs.paths.sql_dir),
