@@ -378,6 +378,20 @@ ENGINE_READY=0
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
 
+# An engine that was killed (a CI run starts after the session's processes are ended) leaves its
+# pid files behind, and dockerd refuses to start over them. Remove only those whose process is gone.
+clear_stale_engine_files() {
+	local pidfile pid
+	for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+		[[ -f $pidfile ]] || continue
+		pid=$(cat "$pidfile" 2>/dev/null || true)
+		if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+			say "removing stale $pidfile (process ${pid:-?} is gone)"
+			rm -f "$pidfile"
+		fi
+	done
+}
+
 ensure_engine() {
 	command -v docker >/dev/null || apt_install docker.io
 	if docker_answers; then
@@ -395,6 +409,7 @@ ensure_engine() {
 		step_end
 	fi
 	mkdir -p "$DOCKER_DIR"
+	clear_stale_engine_files
 	step_begin "starting dockerd (log: $DOCKER_DIR/dockerd.log)"
 	# setsid: the engine outlives this script and the shell job that ran it.
 	setsid dockerd --host="unix://$DOCKER_SOCKET" >>"$DOCKER_DIR/dockerd.log" 2>&1 </dev/null 9>&- &

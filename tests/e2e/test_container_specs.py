@@ -48,18 +48,8 @@ STACK = "local-db"
 INSTANCES = ("postgres", "timescale", "redis")
 TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 
-PASSWORDS = {
-    "POSTGRES_PASSWORD": "cs-pg-super-1",
-    "TIMESCALE_PASSWORD": "cs-ts-super-2",
-    "REDIS_PASSWORD": "cs-redis-default-3",
-    "AUTH_DB_PASSWORD": "cs-auth-app-4",
-    "PORTFOLIO_DB_PASSWORD": "cs-portfolio-app-5",
-    "ANALYTICS_DB_PASSWORD": "cs-analytics-app-6",
-    "ANALYTICS_READONLY_PASSWORD": "cs-analytics-ro-7",
-    "AUTH_REDIS_PASSWORD": "cs-auth-redis-8",
-    "PORTFOLIO_REDIS_PASSWORD": "cs-portfolio-redis-9",
-    "ANALYTICS_REDIS_PASSWORD": "cs-analytics-redis-10",
-}
+# One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS).
+PASSWORDS = {spec.env_var: f"cs-{spec.name}-pw" for spec in SECRET_SPECS}
 
 # docker_container arguments this test turns into `docker create` options (see create_args).
 MAPPED_CONTAINER_FIELDS = frozenset(

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import redis
 
+from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.servers import free_port
 from tests.fixtures.toolchain import Toolchain
 from tests.support.project import REPO_ROOT, copy_project
@@ -26,18 +27,8 @@ from tests.support.project import REPO_ROOT, copy_project
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_providers]
 TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 
-PASSWORDS = {
-    "POSTGRES_PASSWORD": "e2e-pg-super",
-    "TIMESCALE_PASSWORD": "e2e-ts-super",
-    "REDIS_PASSWORD": "e2e-redis-default",
-    "AUTH_DB_PASSWORD": "e2e-auth-app",
-    "PORTFOLIO_DB_PASSWORD": "e2e-portfolio-app",
-    "ANALYTICS_DB_PASSWORD": "e2e-analytics-app",
-    "ANALYTICS_READONLY_PASSWORD": "e2e-analytics-ro",
-    "AUTH_REDIS_PASSWORD": "e2e-auth-redis",
-    "PORTFOLIO_REDIS_PASSWORD": "e2e-portfolio-redis",
-    "ANALYTICS_REDIS_PASSWORD": "e2e-analytics-redis",
-}
+# One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS).
+PASSWORDS = {spec.env_var: f"e2e-{spec.name}-pw" for spec in SECRET_SPECS}
 
 
 def docker(*args: str) -> str:
