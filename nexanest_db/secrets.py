@@ -13,6 +13,14 @@ environment's config names; prod accepts only Vault (config validation says so
 too, this is the second lock). Outside local/dev the dev default password is
 refused whichever source delivers it.
 
+Besides the current value, a source answers ``previous(name)``: the credential
+that was current before the last rotation (``<VAR>_PREVIOUS_FILE`` or
+``<VAR>_PREVIOUS``, else the dev default in local/dev; in Vault the previous
+KV v2 version), or ``None``. Only the superuser rotation uses it: the official
+image sets the superuser password only on an empty data directory, so the
+hooks log in with the previous credential once and set the current one
+(``nexanest_db.pg``).
+
 How the values reach Terraform without entering ``cdk.tf.json`` is described
 in docs/secrets.md: the stack's ``data "external"`` source runs
 ``nndb secrets terraform-external <stack>`` with ``external_query(...)`` as its
@@ -68,13 +76,21 @@ def spec_for(name: str) -> SecretSpec:
 
 
 class CredentialSource(Protocol):
-    """Where credentials come from; ``describe`` says where ``name`` is looked up (no value)."""
+    """Where credentials come from; ``describe`` says where ``name`` is looked up (no value).
+
+    ``previous`` is the value ``name`` had before its last rotation, ``None`` when the source knows
+    none; ``previous_hint`` says where it is looked up and how to supply it (one clause, no value).
+    """
 
     environment: str
 
     def get(self, name: str) -> SecretStr: ...
 
     def describe(self, name: str) -> str: ...
+
+    def previous(self, name: str) -> SecretStr | None: ...
+
+    def previous_hint(self, name: str) -> str: ...
 
 
 def refuse_dev_default(environment: str, name: str, location: str, value: str) -> None:
@@ -109,16 +125,7 @@ class EnvSource:
         var = spec_for(name).env_var
         file_var = f"{var}_FILE"
         if self.environ.get(file_var):
-            path = Path(self.environ[file_var])
-            try:
-                value = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise SecretsError(
-                    f"{self.environment}: {file_var} points at {path}, which cannot be read ({exc.strerror}); "
-                    f"fix the path or unset {file_var}"
-                ) from None
-            if not value:
-                raise SecretsError(f"{self.environment}: {file_var} points at {path}, which is empty")
+            value = self._read_file(file_var)
             refuse_dev_default(self.environment, name, f"${file_var}", value)
             return SecretStr(value)
         if self.environ.get(var):
@@ -127,6 +134,44 @@ class EnvSource:
         if self.allow_dev_default:
             return SecretStr(DEV_DEFAULT_PASSWORD)
         raise SecretsError(f"{self.environment}: secret {name} is missing: set {var} or {file_var} (no default outside local/dev)")
+
+    def previous(self, name: str) -> SecretStr | None:
+        """``<VAR>_PREVIOUS_FILE``, else ``<VAR>_PREVIOUS``, else (local/dev only) the dev default, else ``None``.
+
+        The value is only ever used to log in once and replace it, so the dev default is not refused here.
+        """
+        var = f"{spec_for(name).env_var}_PREVIOUS"
+        file_var = f"{var}_FILE"
+        if self.environ.get(file_var):
+            return SecretStr(self._read_file(file_var))
+        if self.environ.get(var):
+            return SecretStr(self.environ[var])
+        if self.allow_dev_default:
+            return SecretStr(DEV_DEFAULT_PASSWORD)
+        return None
+
+    def previous_hint(self, name: str) -> str:
+        var = f"{spec_for(name).env_var}_PREVIOUS"
+        file_var = f"{var}_FILE"
+        if self.environ.get(file_var):
+            return f"put the password the server still has into ${file_var} ({self.environ[file_var]})"
+        if self.environ.get(var):
+            return f"set {var} to the password the server still has"
+        tried = " (the dev default was tried)" if self.allow_dev_default else ""
+        return f"set {var} (or {file_var}) to the password the server still has{tried}"
+
+    def _read_file(self, file_var: str) -> str:
+        """A ``*_FILE`` secret: the file's content minus one trailing newline; unreadable or empty is an error."""
+        path = Path(self.environ[file_var])
+        try:
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SecretsError(
+                f"{self.environment}: {file_var} points at {path}, which cannot be read ({exc.strerror}); fix the path or unset {file_var}"
+            ) from None
+        if not value:
+            raise SecretsError(f"{self.environment}: {file_var} points at {path}, which is empty")
+        return value
 
 
 def source_for(environment: str, secrets: SecretsConfig, environ: Mapping[str, str]) -> CredentialSource:

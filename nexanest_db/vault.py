@@ -19,6 +19,11 @@ credentials rejected) is remembered, so resolving the remaining secrets fails
 at once instead of waiting out the timeout again. Every failure becomes one
 ``SecretsError`` line naming the environment, Vault's address and the
 ``mount/path#key`` involved, never a value or a token.
+
+A secret's *previous* value (``previous``, used to rotate a superuser whose
+server still has the old password) is the latest readable version before the
+current one (or before the pinned one), skipping deleted and destroyed
+versions, at most ``PREVIOUS_LOOKBACK`` versions back.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from nexanest_db.secrets import SECRET_NAMES, refuse_dev_default
 log = logging.getLogger(__name__)
 
 AuthMethod = Literal["token", "approle"]
+PREVIOUS_LOOKBACK = 5  # how many versions below the current one ``previous`` looks at
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,6 +189,7 @@ class VaultSource:
     environ: Mapping[str, str] = field(repr=False)
     _client: hvac.Client | None = field(default=None, init=False, repr=False)
     _reads: dict[tuple[str, int | None], dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    _versions: dict[tuple[str, int | None], int] = field(default_factory=dict, init=False, repr=False)
     _broken: SecretsError | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -234,6 +241,37 @@ class VaultSource:
         refuse_dev_default(self.environment, name, f"vault {location}", value)
         return SecretStr(value)
 
+    def previous(self, name: str) -> SecretStr | None:
+        """``name`` in the latest readable version before the current (or pinned) one, or ``None``.
+
+        Deleted and destroyed versions are skipped, as are versions without the key; the walk stops
+        after ``PREVIOUS_LOOKBACK`` versions, at version 1, or at a version Vault no longer has
+        (pruned by ``max_versions``). Vault failures (denied, down, ...) raise like ``get``.
+        """
+        ref = self.settings.secrets.get(name)
+        if ref is None:
+            return None
+        current = ref.version or self._current_version(ref, name)
+        if current is None:
+            return None
+        for version in range(current - 1, max(current - 1 - PREVIOUS_LOOKBACK, 0), -1):
+            older = VaultSecretRef(path=ref.path, key=ref.key, version=version)
+            exists, data = self._read_older(older, reading=f"reading {_location(self.settings.mount, older)} ({name}, previous)")
+            if not exists:
+                return None
+            value = (data or {}).get(ref.key)
+            if isinstance(value, str) and value:
+                return SecretStr(value)
+        return None
+
+    def previous_hint(self, name: str) -> str:
+        ref = self.settings.secrets.get(name)
+        if ref is None:
+            return f"secret {name} has no Vault reference"
+        before = f"version {ref.version}" if ref.version else "the current one"
+        where = f"{self.settings.mount}/{ref.path}#{ref.key}"
+        return f"it is read from the latest readable version before {before} of vault {where} (at most {PREVIOUS_LOOKBACK} back)"
+
     # --- Vault ------------------------------------------------------------------------------------
 
     def _read(self, ref: VaultSecretRef, *, reading: str) -> dict[str, Any]:
@@ -273,7 +311,32 @@ class VaultSource:
             )
         log.debug("read %s/%s version %s (keys: %s)", mount, ref.path, metadata.get("version"), ", ".join(sorted(data)))
         self._reads[cache_key] = data
+        if isinstance(metadata.get("version"), int):
+            self._versions[cache_key] = metadata["version"]
         return data
+
+    def _current_version(self, ref: VaultSecretRef, name: str) -> int | None:
+        """The version number of the latest version of ``ref``'s path (read once, like ``get`` does)."""
+        self._read(ref, reading=f"reading {_location(self.settings.mount, ref)} ({name})")
+        return self._versions.get((ref.path, ref.version))
+
+    def _read_older(self, ref: VaultSecretRef, *, reading: str) -> tuple[bool, dict[str, Any] | None]:
+        """(exists, data) of one pinned version: data ``None`` when deleted/destroyed, exists ``False`` when Vault has no such version."""
+        cache_key = (ref.path, ref.version)
+        if cache_key in self._reads:
+            return True, self._reads[cache_key]
+        client = self._authenticated_client(reading)
+        mount = self.settings.mount
+        with self._source_wide(reading, denied_hint=f"the token's policy must grant 'read' on {mount}/data/{ref.path}"):
+            try:
+                answer = _read_version(client, mount=mount, path=ref.path, version=ref.version)
+            except hvac.exceptions.InvalidPath:
+                return False, None
+        data = answer["data"].get("data")
+        if not isinstance(data, dict):
+            return True, None
+        self._reads[cache_key] = data
+        return True, data
 
     def _authenticated_client(self, reading: str) -> hvac.Client:
         if self._broken is not None:

@@ -104,6 +104,69 @@ def test_dev_default_value_set_explicitly_is_refused_outside_local_dev(tmp_path:
     )
 
 
+# --- previous(): the credential before the last rotation (superuser rotation) ---------------------
+
+
+def test_previous_is_none_when_nothing_is_set_outside_local_dev() -> None:
+    source = env_source("staging", {"POSTGRES_PASSWORD": "SENTINEL-current"})
+    assert source.previous("postgres_superuser") is None
+    assert source.previous_hint("postgres_superuser") == (
+        "set POSTGRES_PASSWORD_PREVIOUS (or POSTGRES_PASSWORD_PREVIOUS_FILE) to the password the server still has"
+    )
+
+
+@pytest.mark.parametrize("environment", ["local", "dev"])
+def test_previous_falls_back_to_the_dev_default_in_local_and_dev(environment: str) -> None:
+    source = env_source(environment, {"POSTGRES_PASSWORD": "SENTINEL-current"})
+    assert source.previous("postgres_superuser") == SecretStr(DEV_DEFAULT_PASSWORD)
+    assert source.previous_hint("postgres_superuser").endswith("to the password the server still has (the dev default was tried)")
+
+
+def test_previous_variable() -> None:
+    source = env_source("staging", {"POSTGRES_PASSWORD": "SENTINEL-current", "POSTGRES_PASSWORD_PREVIOUS": "SENTINEL-previous"})
+    previous = source.previous("postgres_superuser")
+    assert previous is not None and previous.get_secret_value() == "SENTINEL-previous"
+    assert "SENTINEL" not in repr(previous)
+    assert source.previous_hint("postgres_superuser") == "set POSTGRES_PASSWORD_PREVIOUS to the password the server still has"
+    # The variable belongs to its own secret only.
+    assert env_source("local", {"POSTGRES_PASSWORD_PREVIOUS": "SENTINEL-previous"}).previous("timescale_superuser") == SecretStr(
+        DEV_DEFAULT_PASSWORD
+    )
+
+
+def test_previous_file_wins_over_the_variable_and_over_the_dev_default(tmp_path: Path) -> None:
+    previous_file = tmp_path / "postgres_password_previous"
+    previous_file.write_text("SENTINEL-previous-from-file\n")
+    environ = {"POSTGRES_PASSWORD_PREVIOUS": "SENTINEL-previous-from-var", "POSTGRES_PASSWORD_PREVIOUS_FILE": str(previous_file)}
+    for environment in ("staging", "local"):
+        previous = env_source(environment, environ).previous("postgres_superuser")
+        assert previous is not None and previous.get_secret_value() == "SENTINEL-previous-from-file"
+    assert env_source("staging", environ).previous_hint("postgres_superuser") == (
+        f"put the password the server still has into $POSTGRES_PASSWORD_PREVIOUS_FILE ({previous_file})"
+    )
+
+
+def test_unreadable_and_empty_previous_files_are_errors_not_a_fall_through(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    source = env_source("local", {"POSTGRES_PASSWORD_PREVIOUS_FILE": str(missing)})
+    with pytest.raises(SecretsError) as caught:
+        source.previous("postgres_superuser")
+    assert str(caught.value) == (
+        f"local: POSTGRES_PASSWORD_PREVIOUS_FILE points at {missing}, which cannot be read (No such file or directory); "
+        "fix the path or unset POSTGRES_PASSWORD_PREVIOUS_FILE"
+    )
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(SecretsError, match=r"POSTGRES_PASSWORD_PREVIOUS_FILE points at .*, which is empty$"):
+        env_source("local", {"POSTGRES_PASSWORD_PREVIOUS_FILE": str(empty)}).previous("postgres_superuser")
+
+
+def test_previous_dev_default_is_not_refused_outside_local_dev() -> None:
+    # Only used to log in once and replace it: a staging server still on the default must be rotatable.
+    source = env_source("staging", {"POSTGRES_PASSWORD": "SENTINEL-current", "POSTGRES_PASSWORD_PREVIOUS": DEV_DEFAULT_PASSWORD})
+    assert source.previous("postgres_superuser") == SecretStr(DEV_DEFAULT_PASSWORD)
+
+
 def test_unknown_secret_name() -> None:
     with pytest.raises(SecretsError, match=r"^unknown secret 'root'; known: postgres_superuser, "):
         spec_for("root")

@@ -312,6 +312,85 @@ def test_deleted_latest_version(seeded: VaultTestServer, token_env: dict[str, st
     assert "version 1 was deleted" in problem(source(token_env), "redis_default")
 
 
+# --- previous(): the version before the current one (superuser rotation) ------------------------------
+
+POSTGRES_PATH = "nexanest/prod/db/postgres"
+
+
+def previous_value(src: VaultSource, name: str = "postgres_superuser") -> str | None:
+    value = src.previous(name)
+    assert "SENTINEL" not in repr(value)
+    return value.get_secret_value() if value is not None else None
+
+
+def test_previous_is_the_version_before_the_current_one(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    assert seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v2"}) == 2
+    assert seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v3"}) == 3
+    src = source(token_env)
+    assert src.get("postgres_superuser").get_secret_value() == "SENTINEL-v3"
+    assert previous_value(src) == "SENTINEL-v2"
+    assert previous_value(src) == "SENTINEL-v2"  # read once per run, like the current value
+    assert seeded.data_reads(POSTGRES_PATH) == 2
+    assert src.previous_hint("postgres_superuser") == (
+        "it is read from the latest readable version before the current one of vault secret/nexanest/prod/db/postgres#password "
+        "(at most 5 back)"
+    )
+
+
+def test_previous_without_reading_the_current_value_first(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v2"})
+    assert previous_value(source(token_env)) == SENTINELS["postgres_superuser"]
+
+
+def test_previous_skips_deleted_and_destroyed_versions(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    for n in (2, 3, 4):
+        seeded.put(POSTGRES_PATH, {"password": f"SENTINEL-v{n}"})
+    seeded.delete_version(POSTGRES_PATH, 3)
+    seeded.destroy_version(POSTGRES_PATH, 2)
+    assert previous_value(source(token_env)) == SENTINELS["postgres_superuser"]  # version 1
+
+
+def test_previous_skips_a_version_without_the_key(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    seeded.put(POSTGRES_PATH, {"passwd": "SENTINEL-wrong-key"})
+    seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v3"})
+    assert previous_value(source(token_env)) == SENTINELS["postgres_superuser"]
+
+
+def test_previous_of_a_pinned_version_is_the_one_below_it(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v2"})
+    seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v3"})
+    pinned = source(token_env, with_ref("postgres_superuser", version=2))
+    assert previous_value(pinned) == SENTINELS["postgres_superuser"]
+    assert "before version 2 of vault secret/nexanest/prod/db/postgres#password" in pinned.previous_hint("postgres_superuser")
+
+
+def test_no_previous_version(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    assert previous_value(source(token_env)) is None  # only version 1
+    seeded.put(POSTGRES_PATH, {"password": "SENTINEL-v2"})
+    seeded.delete_version(POSTGRES_PATH, 1)
+    assert previous_value(source(token_env)) is None  # the only earlier version is deleted
+    # A version Vault no longer has (pruned by max_versions, or never written) ends the walk.
+    assert previous_value(source(token_env, with_ref("postgres_superuser", version=9))) is None
+
+
+def test_previous_looks_back_a_bounded_number_of_versions(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    for n in range(2, 8):
+        seeded.put(POSTGRES_PATH, {"password": f"SENTINEL-v{n}"})
+    for n in range(2, 7):
+        seeded.delete_version(POSTGRES_PATH, n)
+    seeded.requests.clear()
+    assert previous_value(source(token_env)) is None  # versions 6..2 are deleted; version 1 is 6 back
+    reads = [r for r in seeded.requests if r.path.endswith(POSTGRES_PATH)]
+    assert len(reads) == 1 + 5  # the current version, then five below it
+
+
+def test_previous_fails_like_get_when_vault_denies(seeded: VaultTestServer, token_env: dict[str, str]) -> None:
+    seeded.deny(POSTGRES_PATH)
+    with pytest.raises(SecretsError) as caught:
+        source(token_env).previous("postgres_superuser")
+    assert "denied access (403" in clean_line(str(caught.value))
+
+
 @pytest.mark.parametrize(("stored", "kind"), [("", "an empty string"), (42, "a int, not a string")])
 def test_value_must_be_a_non_empty_string(vault_server: VaultTestServer, stored: object, kind: str) -> None:
     vault_server.put("nexanest/prod/db/postgres", {"password": stored})
