@@ -58,6 +58,11 @@ class HookContext:
             self._passwords[secret] = self.credentials.get(secret).get_secret_value()
         return self._passwords[secret]
 
+    def previous_password(self, secret: str) -> str | None:
+        """The secret's value before its last rotation, if the source knows one (superuser rotation only)."""
+        value = self.credentials.previous(secret)
+        return value.get_secret_value() if value is not None else None
+
     @cached_property
     def postgres(self) -> PostgresSessions:
         """Superuser sessions per (instance, database); the first one per instance takes the run lock."""
@@ -67,6 +72,8 @@ class HookContext:
             password_for=self.password,
             secret_hint=self.credentials.describe,
             logger=self.logger,
+            previous_for=self.previous_password,
+            previous_hint=self.credentials.previous_hint,
             connect_timeout_s=self.connect_timeout_s,
             lock_timeout_s=self.lock_timeout_s,
             run_lock=self.run_lock,
@@ -86,6 +93,18 @@ class HookContext:
                 timeout_s=self.connect_timeout_s,
             )
         return self._redis
+
+    def take_changes(self) -> list[Change]:
+        """Changes the context itself made while a hook used it, each handed out once.
+
+        Today: a superuser password rotated at the first connection to an instance (the server still
+        had the previous credential; see ``nexanest_db.pg``). The runner reports them like a step's.
+        """
+        if "postgres" not in self.__dict__:
+            return []
+        return [
+            Change(subject=instance, summary=f"password rotated for superuser {user}") for instance, user in self.postgres.take_rotations()
+        ]
 
     def close(self) -> None:
         """End of run: close connections (releasing the run lock)."""

@@ -75,6 +75,9 @@ def nndb_preflight(context: HookContext) -> list[Change] | None:
     the secrets you will use (``context.password(name)``), check tools and file syntax.
     Must not change anything: a failure here leaves every target untouched (unreachable host,
     wrong password, missing secret, broken migration file all stop the run at this point).
+    The one change that can happen here is not yours: when the server refuses the current
+    superuser secret but accepts the previous one, the first ``context.pg(instance)`` of the run
+    sets the superuser password to the current secret (the runner reports it, as step ``nndb``).
     Returns: ``None`` (changes are not expected here).
     """
 

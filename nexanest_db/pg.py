@@ -9,6 +9,15 @@ in its maintenance database, held until the run ends. A second run waits for it 
 ``lock_timeout_s``) and then fails naming the holder, so two runs never interleave their steps —
 two deploys at once, or a deploy racing ``nndb migrate apply``. Read-only commands (``migrate
 status``, backups) open sessions with ``run_lock=False``.
+
+Superuser rotation: the official image applies ``POSTGRES_PASSWORD_FILE`` only when it initializes
+an empty data directory, so after a rotated superuser secret the server still has the old password.
+When the first login of a run (the maintenance session, before anything else uses the instance) is
+refused with an authentication failure, and only then, a run that takes the run lock logs in with
+the previous credential (``CredentialSource.previous``), takes the run lock on that session, sets
+the superuser's password to the current secret as a client-computed SCRAM verifier (never the
+plaintext), and reconnects with the current secret. ``take_rotations`` hands the rotation to the
+run report once. Read-only sessions never rotate: they fail as before.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ import time
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
+from nexanest_db import scram
 from nexanest_db.config import EnvironmentConfig, HostPort
 from nexanest_db.errors import ConnectionFailed, MigrationError
 from nexanest_db.roles import SUPERUSER_SECRETS
@@ -32,6 +43,11 @@ REQUIRED_MAJOR = 15
 
 class RunLockTimeout(MigrationError):
     """Another nndb run held the run lock for longer than the lock timeout."""
+
+
+def is_auth_failure(exc: psycopg.OperationalError) -> bool:
+    """The server refused the password (SQLSTATE 28P01; libpq reports it only as text on connect)."""
+    return "password authentication failed" in str(exc)
 
 
 def describe_connect_error(
@@ -62,6 +78,8 @@ class PostgresSessions:
         password_for: Callable[[str], str],
         secret_hint: Callable[[str], str],
         logger: logging.Logger,
+        previous_for: Callable[[str], str | None] | None = None,
+        previous_hint: Callable[[str], str] | None = None,
         connect_timeout_s: float = 10.0,
         lock_timeout_s: float = 60.0,
         run_lock: bool = True,
@@ -74,7 +92,12 @@ class PostgresSessions:
         self.connect_timeout_s = connect_timeout_s
         self.lock_timeout_s = lock_timeout_s
         self._run_lock = run_lock
+        self._previous = previous_for
+        self._previous_hint = previous_hint
         self._connections: dict[tuple[str, str], psycopg.Connection] = {}
+        # After a rotation the run lock stays with the session that logged in with the previous credential.
+        self._lock_sessions: dict[str, psycopg.Connection] = {}
+        self._rotations: list[tuple[str, str]] = []
 
     def superuser(self, instance: str) -> str:
         return self._config.instance(instance).superuser  # type: ignore[attr-defined]
@@ -89,14 +112,21 @@ class PostgresSessions:
         if conn is not None and not conn.closed:
             return conn
         if database != MAINTENANCE_DB:
-            self.connect(instance)  # the maintenance session owns the run lock: take it before anything else
-        conn = self._open(instance, database)
+            self.connect(instance)  # the maintenance session owns the run lock (and rotates): before anything else
+            conn = self._open(instance, database)
+        else:
+            conn = self._open_maintenance(instance)
         self._connections[key] = conn
         if database == MAINTENANCE_DB:
             self._check_version(instance, conn)
-            if self._run_lock:
+            if self._run_lock and instance not in self._lock_sessions:
                 self._take_run_lock(instance, conn)
         return conn
+
+    def take_rotations(self) -> list[tuple[str, str]]:
+        """(instance, superuser) rotated since the last call; each rotation is handed out once."""
+        rotations, self._rotations = self._rotations, []
+        return rotations
 
     def database_exists(self, instance: str, database: str) -> bool:
         row = self.connect(instance).execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = %s)", (database,)).fetchone()
@@ -105,31 +135,94 @@ class PostgresSessions:
     def server_version(self, instance: str) -> int:
         return self.connect(instance).info.server_version
 
-    def _open(self, instance: str, database: str) -> psycopg.Connection:
+    def _login(self, instance: str, database: str, password: str) -> psycopg.Connection:
         endpoint = self._endpoint(instance)
-        user = self.superuser(instance)
-        secret = SUPERUSER_SECRETS[instance]
-        try:
-            return psycopg.connect(
-                host=endpoint.host,
-                port=endpoint.port,
-                dbname=database,
-                user=user,
-                password=self._password(secret),
-                connect_timeout=max(1, round(self.connect_timeout_s)),
-                application_name=APPLICATION_NAME,
-                autocommit=True,
-            )
-        except psycopg.OperationalError as exc:
-            message = describe_connect_error(
+        return psycopg.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            dbname=database,
+            user=self.superuser(instance),
+            password=password,
+            connect_timeout=max(1, round(self.connect_timeout_s)),
+            application_name=APPLICATION_NAME,
+            autocommit=True,
+        )
+
+    def _connect_failed(self, exc: psycopg.OperationalError, instance: str) -> ConnectionFailed:
+        return ConnectionFailed(
+            describe_connect_error(
                 exc,
                 instance=instance,
-                endpoint=endpoint,
-                user=user,
-                secret_hint=self._secret_hint(secret),
+                endpoint=self._endpoint(instance),
+                user=self.superuser(instance),
+                secret_hint=self._secret_hint(SUPERUSER_SECRETS[instance]),
                 timeout_s=self.connect_timeout_s,
             )
-            raise ConnectionFailed(message) from None
+        )
+
+    def _open(self, instance: str, database: str) -> psycopg.Connection:
+        try:
+            return self._login(instance, database, self._password(SUPERUSER_SECRETS[instance]))
+        except psycopg.OperationalError as exc:
+            raise self._connect_failed(exc, instance) from None
+
+    def _open_maintenance(self, instance: str) -> psycopg.Connection:
+        """The first login to ``instance``: with the current secret, or (refused password only) through a rotation."""
+        try:
+            return self._login(instance, MAINTENANCE_DB, self._password(SUPERUSER_SECRETS[instance]))
+        except psycopg.OperationalError as exc:
+            if not (self._run_lock and self._previous is not None and is_auth_failure(exc)):
+                raise self._connect_failed(exc, instance) from None
+        return self._rotate_superuser(instance)
+
+    def _rotate_superuser(self, instance: str) -> psycopg.Connection:
+        """The server refused the current secret: log in with the previous one, set the current one, reconnect."""
+        assert self._previous is not None
+        secret = SUPERUSER_SECRETS[instance]
+        user = self.superuser(instance)
+        current = self._password(secret)
+        previous = self._previous(secret)
+        if previous is None:
+            raise ConnectionFailed(self._rotation_impossible(instance, "there is no previous credential to try"))
+        if previous == current:
+            raise ConnectionFailed(self._rotation_impossible(instance, "the previous credential is the current one"))
+        try:
+            old = self._login(instance, MAINTENANCE_DB, previous)
+        except psycopg.OperationalError as exc:
+            if not is_auth_failure(exc):
+                raise self._connect_failed(exc, instance) from None
+            try:  # a concurrent run may have rotated it in between
+                return self._login(instance, MAINTENANCE_DB, current)
+            except psycopg.OperationalError:
+                raise ConnectionFailed(self._rotation_impossible(instance, "the previous credential is refused too")) from None
+        try:
+            self._check_version(instance, old)
+            self._take_run_lock(instance, old)
+            row = old.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,)).fetchone()
+            if not scram.verifies(current, row[0] if row else None):  # else a concurrent run rotated it while we waited
+                # A verifier computed here, never the plaintext: the statement may reach the server log.
+                verifier = scram.build(current)
+                old.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier)))
+                self._rotations.append((instance, user))
+                self._logger.debug("%s: logged in as %s with the previous credential, set the current one", instance, user)
+            conn = self._open(instance, MAINTENANCE_DB)  # proves the current secret works
+        except BaseException:
+            old.close()
+            raise
+        self._lock_sessions[instance] = old
+        return conn
+
+    def _rotation_impossible(self, instance: str, state: str) -> str:
+        endpoint = self._endpoint(instance)
+        secret = SUPERUSER_SECRETS[instance]
+        user = self.superuser(instance)
+        hint = self._previous_hint(secret) if self._previous_hint is not None else "supply the previous credential"
+        container = f"{self._config.name_prefix}-{instance}"
+        return (
+            f"{instance} at {endpoint.host}:{endpoint.port}: password authentication failed for user {user}; "
+            f"check {self._secret_hint(secret)}; {state}: {hint}; "
+            f"or reset it over the container's local socket: docker exec -it {container} psql -U {user} -d postgres -c '\\password {user}'"
+        )
 
     def _check_version(self, instance: str, conn: psycopg.Connection) -> None:
         major = conn.info.server_version // 10000
@@ -174,7 +267,8 @@ class PostgresSessions:
 
     def close(self) -> None:
         """Close every connection; closing the maintenance sessions releases the run locks."""
-        for conn in self._connections.values():
+        for conn in [*self._connections.values(), *self._lock_sessions.values()]:
             if not conn.closed:
                 conn.close()
         self._connections.clear()
+        self._lock_sessions.clear()

@@ -4,6 +4,10 @@
 the disabled ones. ``run_phases`` calls the phase hooks in ``PHASE_HOOKS`` order; within a hook it
 calls each implementation on its own, in pluggy's own order, so that a failure can name the plugin
 and the hook. The first failure stops the run: later phases depend on earlier ones.
+
+What the context itself changed while a step used it (``HookContext.take_changes``: a superuser
+password rotated at the first connection) is reported as a step of its own, ``nndb``, just before
+that step's changes, so it is printed and counted like any other change, exactly once.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import pluggy
 from nexanest_db import hookspecs
 from nexanest_db.context import Change, HookContext
 from nexanest_db.errors import ConfigError, HookError, NndbError
+
+# The step name under which the run reports what the context itself changed (not a plugin).
+CONTEXT_STEP = "nndb"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,14 +145,28 @@ def run_phases(
                 try:
                     outcome = _call_one(impl, hook_name, context)
                 except HookError as exc:
+                    _record(report, _context_outcome(context, hook_name), on_outcome)
                     raise RunFailed(str(exc), report=report, exit_code=exc.exit_code) from exc.__cause__
-                report.outcomes.append(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
+                # What the context did while the step used it (a superuser rotation at its first connection) came first.
+                _record(report, _context_outcome(context, hook_name), on_outcome)
+                _record(report, outcome, on_outcome)
     finally:
         context.close()
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _context_outcome(context: HookContext, hook_name: str) -> StepOutcome | None:
+    changes = tuple(context.take_changes())
+    return StepOutcome(plugin=CONTEXT_STEP, hook=hook_name, changes=changes, seconds=0.0) if changes else None
+
+
+def _record(report: RunReport, outcome: StepOutcome | None, on_outcome: Callable[[StepOutcome], None] | None) -> None:
+    if outcome is None:
+        return
+    report.outcomes.append(outcome)
+    if on_outcome is not None:
+        on_outcome(outcome)
 
 
 def _call_one(impl: pluggy.HookImpl, hook_name: str, context: HookContext) -> StepOutcome:
