@@ -106,10 +106,11 @@ def test_deploy_local_db_end_to_end(deployment: Deployment) -> None:
     first_ids = deployment.container_ids()
 
     with deployment.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth") as conn:
-        applied = conn.execute("select count(*) from nndb_migrations.ledger where service = 'auth'").fetchone()
-        assert applied is not None and applied[0] >= 1
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("create schema intruder")
+    with deployment.connect("postgres", "nexanest", PASSWORDS["POSTGRES_PASSWORD"], "auth") as conn:
+        applied = conn.execute("select count(*) from nndb.schema_migrations where service = 'auth' and version > 0").fetchone()
+        assert applied is not None and applied[0] >= 1
     with pytest.raises(psycopg.OperationalError):
         deployment.connect("postgres", "portfolio_app", PASSWORDS["AUTH_DB_PASSWORD"], "portfolio")
     with deployment.connect("timescale", "analytics_app", PASSWORDS["ANALYTICS_DB_PASSWORD"], "analytics") as conn:
@@ -122,8 +123,9 @@ def test_deploy_local_db_end_to_end(deployment: Deployment) -> None:
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=deployment.ports["redis"]).ping()
 
-    backups = json.loads(deployment.nndb("backup", "list", "local-db", "--json").stdout)
-    assert backups and all(entry["verified"] for entry in backups)
+    catalog = json.loads(deployment.nndb("backup", "list", "local-db", "--json").stdout)
+    assert sorted(catalog["databases"]) == ["postgres/auth", "postgres/portfolio", "timescale/analytics"]
+    assert catalog["backups"] and all(record["verified"] for record in catalog["backups"])
 
     with deployment.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth") as conn:
         conn.execute("insert into auth.users (email, password_hash) values ('e2e@nexanest.test', 'x')")
