@@ -105,9 +105,11 @@ def test_deploy_local_db_end_to_end(deployment: Deployment) -> None:
     assert re.search(r"hooks: \d+ changes?", output), "the post-apply hooks did not report from inside cdktf deploy"
     first_ids = deployment.container_ids()
 
-    with deployment.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth") as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("create schema intruder")
+    with (
+        deployment.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth") as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("create schema intruder")
     with deployment.connect("postgres", "nexanest", PASSWORDS["POSTGRES_PASSWORD"], "auth") as conn:
         applied = conn.execute("select count(*) from nndb.schema_migrations where service = 'auth' and version > 0").fetchone()
         assert applied is not None and applied[0] >= 1
