@@ -1,6 +1,8 @@
 """One secrets layer for the stacks and the post-apply hooks.
 
-Every credential has a logical name (``SECRET_NAMES``). A ``CredentialSource``
+Every credential has a logical name (``SECRET_NAMES``); the stack's Terraform data
+source gets only ``TERRAFORM_SECRET_NAMES`` (the backup encryption key is nndb's
+alone). A ``CredentialSource``
 answers ``get(name)`` with a ``pydantic.SecretStr`` (its ``repr``/``str`` never
 show the value; call ``.get_secret_value()`` only at the point of use) or raises
 ``SecretsError`` naming the environment, the source and the variable/path/key,
@@ -11,7 +13,8 @@ variables, and the ADR dev default for local/dev only) and ``VaultSource``
 (KV v2 through hvac, ``nexanest_db.vault``). ``source_for`` picks the one the
 environment's config names; prod accepts only Vault (config validation says so
 too, this is the second lock). Outside local/dev the dev default password is
-refused whichever source delivers it.
+refused whichever source delivers it, as is a value shorter than its spec's
+``min_length`` (the backup encryption key: 16 characters).
 
 Besides the current value, a source answers ``previous(name)``: the credential
 that was current before the last rotation (``<VAR>_PREVIOUS_FILE`` or
@@ -41,15 +44,23 @@ from nexanest_db.config import DEV_DEFAULT_ENVIRONMENTS, STACKS, EnvironmentConf
 from nexanest_db.errors import SecretsError
 
 DEV_DEFAULT_PASSWORD = "dev_password"  # noqa: S105 -- the ADR's public local/dev default, refused elsewhere
+BACKUP_KEY_MIN_LENGTH = 16  # characters (nexanest_db.backup_crypto derives the file keys with HKDF-SHA256)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SecretSpec:
-    """One credential: its logical name, its environment variable and what it protects."""
+    """One credential: its logical name, its environment variable and what it protects.
+
+    ``terraform``: whether the stack needs the value at plan time (the ``data "external"`` source
+    returns only those, ``TERRAFORM_SECRET_NAMES``). ``min_length``: outside local/dev a shorter
+    value is refused (characters), whichever source delivers it.
+    """
 
     name: str
     env_var: str
     description: str
+    terraform: bool = True
+    min_length: int = 0
 
 
 SECRET_SPECS: tuple[SecretSpec, ...] = (
@@ -63,8 +74,18 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
     SecretSpec(name="redis_auth", env_var="AUTH_REDIS_PASSWORD", description="auth service Redis ACL user"),
     SecretSpec(name="redis_portfolio", env_var="PORTFOLIO_REDIS_PASSWORD", description="portfolio service Redis ACL user"),
     SecretSpec(name="redis_analytics", env_var="ANALYTICS_REDIS_PASSWORD", description="analytics service Redis ACL user"),
+    # Only nndb itself uses the backup key (backups are taken and restored by the hooks and `nndb backup`): Terraform never sees it.
+    SecretSpec(
+        name="backup_encryption_key",
+        env_var="BACKUP_ENCRYPTION_KEY",
+        description="backup files' encryption key",
+        terraform=False,
+        min_length=BACKUP_KEY_MIN_LENGTH,
+    ),
 )
-SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS)
+SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS)  # every credential
+# What the stack's data "external" source (``nndb secrets terraform-external``) returns: the stack's DeploySecrets names.
+TERRAFORM_SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS if spec.terraform)
 _SPEC_BY_NAME = {spec.name: spec for spec in SECRET_SPECS}
 
 
@@ -102,6 +123,17 @@ def refuse_dev_default(environment: str, name: str, location: str, value: str) -
         )
 
 
+def refuse_weak(environment: str, name: str, location: str, value: str) -> None:
+    """Outside local/dev: the dev default, and a value shorter than the secret's ``min_length``, are refused."""
+    refuse_dev_default(environment, name, location, value)
+    minimum = spec_for(name).min_length
+    if environment not in DEV_DEFAULT_ENVIRONMENTS and len(value) < minimum:
+        raise SecretsError(
+            f"{environment}: secret {name} from {location} is shorter than {minimum} characters; "
+            "store a long random value there (e.g. openssl rand -base64 32)"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EnvSource:
     """Environment variables (already merged with ``.env.db``) and ``*_FILE`` files."""
@@ -126,10 +158,10 @@ class EnvSource:
         file_var = f"{var}_FILE"
         if self.environ.get(file_var):
             value = self._read_file(file_var)
-            refuse_dev_default(self.environment, name, f"${file_var}", value)
+            refuse_weak(self.environment, name, f"${file_var}", value)
             return SecretStr(value)
         if self.environ.get(var):
-            refuse_dev_default(self.environment, name, f"${var}", self.environ[var])
+            refuse_weak(self.environment, name, f"${var}", self.environ[var])
             return SecretStr(self.environ[var])
         if self.allow_dev_default:
             return SecretStr(DEV_DEFAULT_PASSWORD)
@@ -219,11 +251,11 @@ def check_all(source: CredentialSource) -> list[SecretStatus]:
     return statuses
 
 
-def resolve_all(source: CredentialSource) -> dict[str, SecretStr]:
-    """Every secret by name, or one ``SecretsError`` line: the first problem plus how many others there are."""
+def resolve_all(source: CredentialSource, names: tuple[str, ...] = SECRET_NAMES) -> dict[str, SecretStr]:
+    """Every secret of ``names`` (default: all), or one ``SecretsError`` line: the first problem plus how many others there are."""
     values: dict[str, SecretStr] = {}
     problems: list[str] = []
-    for name in SECRET_NAMES:
+    for name in names:
         try:
             values[name] = source.get(name)
         except SecretsError as exc:

@@ -43,7 +43,7 @@ from pydantic import SecretStr
 
 from nexanest_db.config import EnvironmentConfig, VaultConfig, VaultSecretRef
 from nexanest_db.errors import SecretsError
-from nexanest_db.secrets import SECRET_NAMES, refuse_dev_default
+from nexanest_db.secrets import SECRET_NAMES, refuse_weak
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class VaultSource:
         if not isinstance(value, str) or not value:
             kind = "an empty string" if value == "" else f"a {type(value).__name__}, not a string"
             raise SecretsError(f"{self.environment}: {location} ({name}) holds {kind}; store the password as a non-empty string")
-        refuse_dev_default(self.environment, name, f"vault {location}", value)
+        refuse_weak(self.environment, name, f"vault {location}", value)
         return SecretStr(value)
 
     def previous(self, name: str) -> SecretStr | None:

@@ -2,8 +2,9 @@
 
 Only ``terraform-external`` ever writes a value, and only to stdout, which
 Terraform's external data source reads into state (marked sensitive by the
-stack). Everything else reports where a secret is looked up and whether it is
-there. See docs/secrets.md.
+stack); it writes only the secrets Terraform uses, never the backup key.
+Everything else reports where a secret is looked up and whether it is there.
+See docs/secrets.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from nexanest_db.commands.common import resolve
 from nexanest_db.config import effective_environment, find_env_file
 from nexanest_db.errors import SecretsError
-from nexanest_db.secrets import CredentialSource, check_all, resolve_all, secrets_config_from_query, source_for
+from nexanest_db.secrets import TERRAFORM_SECRET_NAMES, CredentialSource, check_all, resolve_all, secrets_config_from_query, source_for
 
 app = typer.Typer(help="Check credentials and hand them to Terraform (values never printed).", no_args_is_help=True)
 
@@ -57,7 +58,10 @@ def check(stack: StackArg) -> None:
 
 @app.command("terraform-external")
 def terraform_external(stack: StackArg) -> None:
-    """Program of the stack's data "external" "secrets": JSON query on stdin, every secret as JSON on stdout.
+    """Program of the stack's data "external" "secrets": JSON query on stdin, the stack's secrets as JSON on stdout.
+
+    Only the secrets Terraform uses (``TERRAFORM_SECRET_NAMES``) are resolved and printed; the
+    backup encryption key never enters Terraform state.
 
     Terraform runs it at plan time from cdktf.out/stacks/<stack>/; on failure it
     prints one line on stderr and exits non-zero, which stops the plan before
@@ -71,7 +75,7 @@ def terraform_external(stack: StackArg) -> None:
     else:
         # The query carries the secrets config: no project files needed (a Terraform Cloud agent has only the stack directory).
         source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here())
-    values = resolve_all(source)
+    values = resolve_all(source, TERRAFORM_SECRET_NAMES)
     json.dump({name: value.get_secret_value() for name, value in values.items()}, sys.stdout)
     sys.stdout.write("\n")
 

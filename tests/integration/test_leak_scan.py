@@ -10,7 +10,8 @@ list never carries a value either.
 
 The one stream exempt from the scan is the stdout of `nndb secrets terraform-external`: it is the
 channel that hands the values to Terraform (which stores them in state, marked sensitive). The test
-asserts the sentinels are there, proving they reached the tool and the scan would see a leak.
+asserts the sentinels are there, proving they reached the tool and the scan would see a leak, and
+that the backup encryption key's sentinel is not: Terraform never gets that key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.config import load_environment
-from nexanest_db.secrets import SECRET_NAMES, SECRET_SPECS
+from nexanest_db.secrets import SECRET_NAMES, SECRET_SPECS, TERRAFORM_SECRET_NAMES
 from tests.fixtures.servers import DbStack
 from tests.fixtures.vault_server import VaultTestServer
 from tests.support.project import REPO_ROOT, copy_project
@@ -156,16 +157,20 @@ def test_synth_checks_data_source_and_agent_hooks_leak_nothing(tmp_path: Path, v
     assert sorted(p.name for p in (project / "cdktf.out" / "stacks").iterdir()) == ["dev-db", "local-db", "prod-db", "staging-db"]
 
     # Operators' checks: env-backed and Vault-backed; staging has nothing in Vault (an error path).
-    run(scan, [NNDB, "secrets", "check", "local-db"], cwd=project, environ=environ)
-    run(scan, [NNDB, "secrets", "check", "prod-db"], cwd=project, environ=environ)
+    local_check = run(scan, [NNDB, "secrets", "check", "local-db"], cwd=project, environ=environ)
+    prod_check = run(scan, [NNDB, "secrets", "check", "prod-db"], cwd=project, environ=environ)
+    for check in (local_check, prod_check):
+        assert any(line.split()[:2] == ["backup_encryption_key", "present"] for line in check.stdout.splitlines()), check.stdout
     run(scan, [NNDB, "secrets", "check", "staging-db"], cwd=project, environ=environ, expect=3)
 
     # The data source program, as Terraform runs it: its stdout is the hand-over to Terraform.
-    for stack, sentinels in (("local-db", ENV_SENTINELS), ("prod-db", VAULT_SENTINELS)):
+    for stack, kind in (("local-db", "env"), ("prod-db", "vault")):
         source = data_source(project, stack)
         stack_dir = project / "cdktf.out" / "stacks" / stack
         result = run(scan, source["program"], cwd=stack_dir, environ=environ, stdin=json.dumps(source["query"]), values_on_stdout=True)
-        assert sorted(json.loads(result.stdout).values()) == sorted(sentinels.values()), "the sentinels reached the program"
+        expected = {name: SENTINELS[f"{kind} {name}"] for name in TERRAFORM_SECRET_NAMES}
+        assert json.loads(result.stdout) == expected, "the sentinels Terraform needs reached the program"
+        assert SENTINELS[f"{kind} backup_encryption_key"] not in result.stdout, "the backup key is never handed to Terraform"
 
     # Terraform Cloud agent hook (a good and a rejected login), then a denied path and a sealed Vault during a plan.
     agent_env = tmp_path / "agent.env"

@@ -43,6 +43,7 @@ analytics_readonly = { path = "nexanest/local/db/services/analytics", key = "rea
 redis_auth = { path = "nexanest/local/db/services/auth", key = "redis_password" }
 redis_portfolio = { path = "nexanest/local/db/services/portfolio", key = "redis_password" }
 redis_analytics = { path = "nexanest/local/db/services/analytics", key = "redis_password" }
+backup_encryption_key = { path = "nexanest/local/db/backup", key = "encryption_key" }
 """
 
 

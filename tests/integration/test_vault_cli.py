@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.config import load_environment
-from nexanest_db.secrets import SECRET_NAMES, external_query
+from nexanest_db.secrets import SECRET_NAMES, TERRAFORM_SECRET_NAMES, external_query
 from tests.fixtures.vault_server import VaultTestServer
 from tests.support.project import REPO_ROOT, copy_project, synth
 
@@ -27,6 +27,8 @@ NNDB = str(BIN_DIR / "nndb")
 PROD = load_environment("prod-db", config_dir=REPO_ROOT / "config")
 assert PROD.secrets.vault is not None
 SENTINELS = {name: f"SENTINEL-{name}-c41d" for name in SECRET_NAMES}
+# What the data source hands Terraform: every secret but the backup encryption key (nndb's own).
+TERRAFORM_SENTINELS = {name: SENTINELS[name] for name in TERRAFORM_SECRET_NAMES}
 
 
 def base_environ(home: Path, **extra: str) -> dict[str, str]:
@@ -70,13 +72,17 @@ def approle_environ(vault: VaultTestServer, tmp_path: Path) -> dict[str, str]:
 # --- the data "external" program ----------------------------------------------------------------
 
 
-def test_prod_stack_resolves_its_secrets_from_vault_with_only_vault_variables(project: Path, approle_environ: dict[str, str]) -> None:
+def test_prod_stack_resolves_its_secrets_from_vault_with_only_vault_variables(
+    project: Path, vault: VaultTestServer, approle_environ: dict[str, str]
+) -> None:
     source = data_source(project, "prod-db")
     stack_dir = project / "cdktf.out" / "stacks" / "prod-db"
     result = run(source["program"], cwd=stack_dir, environ=approle_environ, stdin=json.dumps(source["query"]))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == SENTINELS
+    assert json.loads(result.stdout) == TERRAFORM_SENTINELS
+    assert SENTINELS["backup_encryption_key"] not in result.stdout
     assert result.stderr == ""
+    assert vault.data_reads("nexanest/prod/db/backup") == 0, "the backup key is not even read for Terraform"
 
 
 def test_with_the_secrets_config_in_the_query_an_agent_needs_only_the_stack_directory(
@@ -88,7 +94,7 @@ def test_with_the_secrets_config_in_the_query_an_agent_needs_only_the_stack_dire
     argv = ["nndb", "secrets", "terraform-external", "prod-db"]
     result = run(argv, cwd=agent_dir, environ=approle_environ, stdin=json.dumps(external_query(PROD)))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == SENTINELS
+    assert json.loads(result.stdout) == TERRAFORM_SENTINELS
 
 
 def test_local_stack_reads_env_db_found_above_the_stack_directory(project: Path, tmp_path: Path) -> None:
@@ -168,24 +174,25 @@ def test_check_lists_every_secret_as_present_without_values(project: Path, vault
     assert lines[0] == f"prod-db: secrets from Vault at {vault.url}, auth approle"
     assert lines[1].split() == ["secret", "status", "location"]
     assert lines[2].split() == ["postgres_superuser", "present", "vault", "secret/nexanest/prod/db/postgres#password"]
-    assert [line.split()[1] for line in lines[2:12]] == ["present"] * 10
-    assert lines[12:] == ["all 10 secrets present"]
+    assert [line.split()[1] for line in lines[2:13]] == ["present"] * 11
+    assert lines[12].split() == ["backup_encryption_key", "present", "vault", "secret/nexanest/prod/db/backup#encryption_key"]
+    assert lines[13:] == ["all 11 secrets present"]
 
 
 def test_check_reports_missing_keys_and_exits_non_zero(project: Path, vault: VaultTestServer, approle_environ: dict[str, str]) -> None:
     vault.put("nexanest/prod/db/services/auth", {"db_password": SENTINELS["auth_app"]})  # new version without redis_password
     result = run([NNDB, "secrets", "check", "prod-db"], cwd=project, environ=approle_environ)
     assert result.returncode == 3
-    assert "redis_auth           missing  vault secret/nexanest/prod/db/services/auth#redis_password" in result.stdout
-    assert "auth_app             present" in result.stdout
-    assert result.stderr == ("nndb: error: prod: 1 of 10 secrets missing (redis_auth); fix them and re-run `nndb secrets check prod-db`\n")
+    assert "redis_auth             missing  vault secret/nexanest/prod/db/services/auth#redis_password" in result.stdout
+    assert "auth_app               present" in result.stdout
+    assert result.stderr == ("nndb: error: prod: 1 of 11 secrets missing (redis_auth); fix them and re-run `nndb secrets check prod-db`\n")
 
 
 def test_check_with_vault_unreachable_says_why_once(project: Path, closed_port: int, tmp_path: Path) -> None:
     environ = base_environ(tmp_path, VAULT_ADDR=f"http://127.0.0.1:{closed_port}", VAULT_TOKEN="hvs.SENTINEL-token")
     result = run([NNDB, "secrets", "check", "prod-db"], cwd=project, environ=environ)
     assert result.returncode == 3
-    assert result.stdout.count(" missing ") == 10
+    assert result.stdout.count(" missing ") == 11
     (line,) = result.stderr.splitlines()
     assert line.endswith(
         f"Vault at http://127.0.0.1:{closed_port} is unreachable (connection failed); check VAULT_ADDR and that Vault is up, then re-run"
@@ -240,7 +247,7 @@ def test_hook_hands_a_vault_token_to_the_run(project: Path, vault: VaultTestServ
     source = data_source(project, "prod-db")
     plan = run(source["program"], cwd=project / "cdktf.out" / "stacks" / "prod-db", environ=plan_environ, stdin=json.dumps(source["query"]))
     assert plan.returncode == 0, plan.stderr
-    assert json.loads(plan.stdout) == SENTINELS
+    assert json.loads(plan.stdout) == TERRAFORM_SENTINELS
 
 
 def test_hook_with_a_rejected_identity_fails_the_run(project: Path, vault: VaultTestServer, agent: dict[str, str]) -> None:

@@ -14,6 +14,8 @@ from nexanest_db.errors import SecretsError
 from nexanest_db.secrets import (
     DEV_DEFAULT_PASSWORD,
     SECRET_NAMES,
+    SECRET_SPECS,
+    TERRAFORM_SECRET_NAMES,
     EnvSource,
     check_all,
     credentials_for,
@@ -188,6 +190,60 @@ def test_prod_never_reads_the_environment_even_if_config_validation_is_bypassed(
     assert str(caught.value) == "prod: secrets.source must be 'vault'; prod never reads credentials from the environment or a default"
 
 
+# --- the backup encryption key ----------------------------------------------------------------------
+
+
+def test_backup_key_is_a_credential_but_not_terraforms() -> None:
+    assert "backup_encryption_key" in SECRET_NAMES
+    assert spec_for("backup_encryption_key").env_var == "BACKUP_ENCRYPTION_KEY"
+    assert tuple(name for name in SECRET_NAMES if name != "backup_encryption_key") == TERRAFORM_SECRET_NAMES
+    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key"]
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_short_backup_key_is_refused_outside_local_and_dev(environment: str) -> None:
+    source = EnvSource(environment=environment, environ={"BACKUP_ENCRYPTION_KEY": "SENTINEL-short"}, allow_dev_default=False)
+    message = failure(source, "backup_encryption_key")
+    assert message == (
+        f"{environment}: secret backup_encryption_key from $BACKUP_ENCRYPTION_KEY is shorter than 16 characters; "
+        "store a long random value there (e.g. openssl rand -base64 32)"
+    )
+    assert "SENTINEL" not in message
+    exactly = EnvSource(environment=environment, environ={"BACKUP_ENCRYPTION_KEY": "x" * 16}, allow_dev_default=False)
+    assert exactly.get("backup_encryption_key").get_secret_value() == "x" * 16
+    # Passwords have no minimum length here (the servers decide): only the backup key.
+    assert EnvSource(environment=environment, environ={"POSTGRES_PASSWORD": "short-pw"}, allow_dev_default=False).get("postgres_superuser")
+
+
+def test_backup_key_dev_default_only_in_local_and_dev(tmp_path: Path) -> None:
+    assert env_source("local", {}).get("backup_encryption_key").get_secret_value() == DEV_DEFAULT_PASSWORD
+    assert env_source("dev", {"BACKUP_ENCRYPTION_KEY": "short"}).get("backup_encryption_key").get_secret_value() == "short"
+    assert failure(env_source("staging", {}), "backup_encryption_key") == (
+        "staging: secret backup_encryption_key is missing: set BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_KEY_FILE "
+        "(no default outside local/dev)"
+    )
+    key_file = tmp_path / "backup_key"
+    key_file.write_text(DEV_DEFAULT_PASSWORD + "\n")
+    assert failure(env_source("staging", {"BACKUP_ENCRYPTION_KEY_FILE": str(key_file)}), "backup_encryption_key") == (
+        "staging: secret backup_encryption_key from $BACKUP_ENCRYPTION_KEY_FILE is the local/dev default password; "
+        "store a real secret there (defaults are refused outside local/dev)"
+    )
+
+
+def test_check_all_lists_the_backup_key() -> None:
+    statuses = {s.name: s for s in check_all(env_source("local", {"BACKUP_ENCRYPTION_KEY": "SENTINEL-backup-key-0123456789"}))}
+    assert statuses["backup_encryption_key"].present and statuses["backup_encryption_key"].location == "$BACKUP_ENCRYPTION_KEY"
+    assert "SENTINEL" not in repr(statuses)
+
+
+def test_resolve_all_for_terraform_skips_the_backup_key() -> None:
+    environ = {spec_for(name).env_var: f"SENTINEL-{name}-long-enough" for name in TERRAFORM_SECRET_NAMES}  # no backup key at all
+    values = resolve_all(env_source("staging", environ), TERRAFORM_SECRET_NAMES)
+    assert list(values) == list(TERRAFORM_SECRET_NAMES)
+    with pytest.raises(SecretsError, match="backup_encryption_key is missing"):
+        resolve_all(env_source("staging", environ))
+
+
 # --- resolve_all / check_all ------------------------------------------------------------------------
 
 
@@ -199,7 +255,7 @@ def test_resolve_all_returns_every_secret() -> None:
 
 
 def test_resolve_all_names_the_first_problem_and_counts_the_rest() -> None:
-    environ = {spec_for(name).env_var: "SENTINEL-x" for name in SECRET_NAMES if name not in {"auth_app", "redis_auth"}}
+    environ = {spec_for(name).env_var: "SENTINEL-x-16-chars-or-more" for name in SECRET_NAMES if name not in {"auth_app", "redis_auth"}}
     with pytest.raises(SecretsError) as caught:
         resolve_all(env_source("staging", environ))
     assert str(caught.value) == (

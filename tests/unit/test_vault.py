@@ -409,6 +409,17 @@ def test_dev_default_stored_in_vault_is_refused_for_prod(vault_server: VaultTest
     )
 
 
+def test_short_backup_key_stored_in_vault_is_refused_for_prod(vault_server: VaultTestServer) -> None:
+    vault_server.put("nexanest/prod/db/backup", {"encryption_key": "SENTINEL-short"})
+    environ = {"VAULT_ADDR": vault_server.url, "VAULT_TOKEN": vault_server.issue_token()}
+    with pytest.raises(SecretsError) as caught:
+        source(environ).get("backup_encryption_key")
+    assert clean_line(str(caught.value), "SENTINEL-short") == (
+        "prod: secret backup_encryption_key from vault secret/nexanest/prod/db/backup#encryption_key is shorter than 16 characters; "
+        "store a long random value there (e.g. openssl rand -base64 32)"
+    )
+
+
 # --- TLS: VAULT_CACERT ------------------------------------------------------------------------------
 
 
