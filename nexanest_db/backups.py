@@ -4,7 +4,13 @@ Layout under the stack's backup directory (``<project>/<backup.directory>/<stack
 ``$NNDB_BACKUP_DIR/<stack>/``)::
 
     catalog.json                         # policy per database + every backup taken
-    <instance>/<database>/<UTC timestamp>.dump
+    <instance>/<database>/<UTC timestamp>.dump.enc
+
+Encrypted at rest (ADR-015): pg_dump writes to a pipe, ``nexanest_db.backup_crypto`` encrypts the
+stream into the file (AES-256-GCM in chunks, key derived from the ``backup_encryption_key`` secret),
+and a restore decrypts the file into pg_restore's stdin. No cleartext dump ever touches the disk.
+The catalog records ``encrypted`` and the key's id; its ``sha256`` is over the encrypted file.
+Entries written before encryption (``.dump``, ``encrypted`` absent) are still verified as they are.
 
 A backup is taken inside one REPEATABLE READ snapshot that both ``pg_dump --snapshot`` and the
 row counts use, so "restore and compare row counts" is an exact test. Verification restores the
@@ -24,21 +30,25 @@ import re
 import secrets
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
+from nexanest_db.backup_crypto import BackupKey, DecryptionError, Encryptor, KeyMismatchError, decrypt_chunks
 from nexanest_db.config import BackupPolicy, HostPort
 from nexanest_db.errors import BackupError
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.roles import ServiceRoles
 
 CATALOG = "catalog.json"
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2  # 2: backups carry ``encrypted`` and ``key_id`` (version 1 entries read as unencrypted)
+ENCRYPTED_SUFFIX = ".dump.enc"
+PIPE_BLOCK = 1 << 16
 
 
 def policy_dict(policy: BackupPolicy) -> dict[str, object]:
@@ -58,6 +68,8 @@ class BackupRecord:
     verified_at: str | None = None
     verified: bool | None = None
     verify_detail: str | None = None
+    encrypted: bool = False  # False: a cleartext dump from before encryption at rest (read-only compatibility)
+    key_id: str | None = None  # BackupKey.key_id of the key it was encrypted with
 
 
 @dataclass(kw_only=True)
@@ -172,12 +184,114 @@ class PgTarget:
         return env
 
 
+def _first_line(stderr: str, returncode: int) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[0] if lines else f"exit code {returncode}"
+
+
 def _run_tool(argv: list[str], target: PgTarget, what: str) -> None:
     result = subprocess.run(argv, env=target.env(), capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        reason = lines[0] if lines else f"exit code {result.returncode}"
-        raise BackupError(f"{what}: {reason}")
+        raise BackupError(f"{what}: {_first_line(result.stderr, result.returncode)}")
+
+
+class _StderrDrain:
+    """Collects a child's stderr on a thread (in memory), so a full stderr pipe never blocks the stdin/stdout stream."""
+
+    def __init__(self, stream) -> None:
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=lambda: self._chunks.extend(iter(lambda: stream.read(4096), b"")), daemon=True)
+        self._thread.start()
+
+    def text(self, timeout_s: float = 10.0) -> str:
+        """What the child wrote, once it closed stderr (bounded: a stray grandchild may keep the pipe open)."""
+        self._thread.join(timeout_s)
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+
+class _HashingWriter:
+    """Writes to ``sink`` and keeps the sha256 and size of what went through (the encrypted bytes on disk)."""
+
+    def __init__(self, sink) -> None:
+        self._sink = sink
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._sink.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _dump_encrypted(argv: list[str], target: PgTarget, path: Path, key: BackupKey, what: str) -> tuple[str, int]:
+    """Run ``argv`` (pg_dump to stdout) and encrypt its output into ``path``; return (sha256, size) of the file.
+
+    The file appears under its name only when pg_dump succeeded and the last chunk is written;
+    a failure leaves nothing behind.
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    process = subprocess.Popen(argv, env=target.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr = process.stdout, _StderrDrain(process.stderr)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            writer = _HashingWriter(handle)
+            encryptor = Encryptor(writer, key)
+            for block in iter(lambda: stdout.read(PIPE_BLOCK), b""):
+                encryptor.write(block)
+            returncode = process.wait()
+            if returncode != 0:
+                raise BackupError(f"{what}: {_first_line(stderr.text(), returncode)}")
+            encryptor.close()
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        stdout.close()
+    stderr.text()
+    return writer.digest.hexdigest(), writer.size
+
+
+def _restore_decrypted(argv: list[str], target: PgTarget, path: Path, key: BackupKey, what: str, file_label: str) -> None:
+    """Decrypt ``path`` into the stdin of ``argv`` (pg_restore reading the archive from stdin).
+
+    A chunk that fails authentication stops the restore at once: pg_restore is killed before it
+    sees the end of its input, so its single transaction never commits.
+    """
+    process = subprocess.Popen(argv, env=target.env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    stderr = _StderrDrain(process.stderr)
+    try:
+        with path.open("rb") as source:
+            for plaintext in decrypt_chunks(source, key):
+                process.stdin.write(plaintext)
+        process.stdin.close()
+    except DecryptionError as exc:
+        process.kill()  # before pg_restore reaches the end of its input: its transaction never commits
+        process.wait()
+        raise BackupError(f"{file_label}: {exc}") from None
+    except BrokenPipeError:
+        pass  # pg_restore stopped reading: its exit code and stderr say why
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        if not process.stdin.closed:
+            with suppress(BrokenPipeError):
+                process.stdin.close()
+    returncode = process.wait()
+    errors = stderr.text()
+    if returncode != 0:
+        raise BackupError(f"{what}: {_first_line(errors, returncode)}")
 
 
 # --- taking and verifying -----------------------------------------------------------------------
@@ -200,12 +314,19 @@ def _sha256(path: Path) -> str:
 
 
 def take_backup(
-    conn: psycopg.Connection, *, service: ServiceRoles, target: PgTarget, pg_dump: str, catalog: Catalog, sql_dir: Path
+    conn: psycopg.Connection,
+    *,
+    service: ServiceRoles,
+    target: PgTarget,
+    pg_dump: str,
+    catalog: Catalog,
+    sql_dir: Path,
+    key: BackupKey,
 ) -> BackupRecord:
-    """``pg_dump -Fc`` of the service database plus its row counts, from one snapshot."""
+    """``pg_dump -Fc`` of the service database, encrypted on its way to disk, plus its row counts, from one snapshot."""
     now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    relative = f"{service.instance}/{service.database}/{stamp}.dump"
+    relative = f"{service.instance}/{service.database}/{stamp}{ENCRYPTED_SUFFIX}"
     path = catalog.directory / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     with conn.transaction():
@@ -213,18 +334,25 @@ def take_backup(
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         snapshot = row[0] if row else ""
         counts = _row_counts(conn, sql_dir)
-        argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", f"--file={path}", *target.argv(service.database)]
-        _run_tool(argv, target, f"pg_dump of {service.subject}")
+        argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", *target.argv(service.database)]  # the archive goes to stdout
+        digest, size = _dump_encrypted(argv, target, path, key, f"pg_dump of {service.subject}")
     return BackupRecord(
         id=f"{stamp}-{service.instance}-{service.database}",
         subject=service.subject,
         file=relative,
-        sha256=_sha256(path),
-        size=path.stat().st_size,
+        sha256=digest,
+        size=size,
         taken_at=now.isoformat(timespec="microseconds"),
         server_version=conn.info.parameter_status("server_version") or "",
         row_counts=counts,
+        encrypted=True,
+        key_id=key.key_id,
     )
+
+
+def readable_with(record: BackupRecord, key: BackupKey) -> bool:
+    """Whether ``record`` is an encrypted backup the current key decrypts (what registration requires)."""
+    return record.encrypted and record.key_id == key.key_id
 
 
 def verify_backup(
@@ -236,10 +364,14 @@ def verify_backup(
     pg_restore: str,
     sql_dir: Path,
     connect_scratch,
+    key: BackupKey | None,
 ) -> str:
     """Restore ``record`` into a scratch database and compare row counts; return a summary or raise BackupError.
 
-    ``connect_scratch(name)`` opens a superuser connection to the scratch database.
+    ``connect_scratch(name)`` opens a superuser connection to the scratch database. An encrypted
+    backup is authenticated whole with ``key`` first (a wrong key, an altered or truncated file
+    fail before anything is restored), then decrypted again into pg_restore's stdin. ``key`` may
+    be ``None`` only for an unencrypted backup from before encryption at rest.
     """
     path = catalog.path_of(record)
     if not path.is_file():
@@ -248,12 +380,21 @@ def verify_backup(
         raise BackupError(
             f"{record.subject}: backup {record.id} does not match its recorded checksum (file altered or truncated); run `nndb backup run`"
         )
+    file_label = f"{record.subject}: backup file {path}"
+    if record.encrypted:
+        if key is None:
+            raise ValueError("an encrypted backup needs its key")
+        _authenticate(path, key, file_label)
     database = record.subject.split("/", 1)[1]
     scratch = f"nndb_verify_{database}_{secrets.token_hex(4)}"[:63]
     maintenance.execute(compose_query(sql_dir, "scratch-create", database=scratch))
     try:
-        argv = [pg_restore, "--exit-on-error", "--single-transaction", *target.argv(scratch), str(path)]
-        _run_tool(argv, target, f"restore of {record.subject} backup {record.id} into scratch database {scratch}")
+        what = f"restore of {record.subject} backup {record.id} into scratch database {scratch}"
+        argv = [pg_restore, "--exit-on-error", "--single-transaction", *target.argv(scratch)]
+        if key is not None and record.encrypted:
+            _restore_decrypted(argv, target, path, key, what, file_label)  # the archive comes from stdin
+        else:
+            _run_tool([*argv, str(path)], target, what)
         with connect_scratch(scratch) as conn:
             restored = _row_counts(conn, sql_dir)
     finally:
@@ -264,6 +405,21 @@ def verify_backup(
             f"{record.subject}: backup {record.id} restored with different row counts ({diff[:3]}); the dump is not trustworthy"
         )
     return f"{len(restored)} tables, {sum(restored.values())} rows"
+
+
+def _authenticate(path: Path, key: BackupKey, file_label: str) -> None:
+    """Decrypt ``path`` end to end, discarding the plaintext: one line naming the file when it fails."""
+    try:
+        with path.open("rb") as source:
+            for _ in decrypt_chunks(source, key):
+                pass
+    except KeyMismatchError as exc:
+        raise BackupError(
+            f"{file_label}: the backup key does not match: the file is {exc}; "
+            f"the current key comes from {key.location}: supply the key it was taken with, or take a new backup (`nndb backup run`)"
+        ) from None
+    except DecryptionError as exc:
+        raise BackupError(f"{file_label}: {exc}; the file was altered or truncated, take a new backup (`nndb backup run`)") from None
 
 
 def mark_verified(record: BackupRecord, *, ok: bool, detail: str) -> None:

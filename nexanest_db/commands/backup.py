@@ -30,7 +30,7 @@ def run(
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     as_json: AsJson = False,
 ) -> None:
-    """Back up every service database now (pg_dump -Fc), prove it, and prune past the retention."""
+    """Back up every service database now (pg_dump -Fc, encrypted at rest), prove it, and prune past the retention."""
     resolved = resolve(stack, project_dir)
     context = build_context(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
@@ -78,7 +78,8 @@ def list_backups(stack: Stack, project_dir: ProjectDir = None, backup_dir: Backu
         )
     for record in sorted(catalog.backups, key=lambda b: b.taken_at, reverse=True):
         state = "verified" if record.verified else ("FAILED verification" if record.verified is False else "not verified")
-        console.print(f"  {record.subject:<20} {record.id}  {_size(record.size):>9}  {state}", markup=False)
+        at_rest = f"encrypted (key id {record.key_id})" if record.encrypted else "unencrypted"
+        console.print(f"  {record.subject:<20} {record.id}  {_size(record.size):>9}  {state}, {at_rest}", markup=False)
     console.print(f"backup: {len(catalog.databases)} databases registered, {len(catalog.backups)} backups", markup=False)
 
 

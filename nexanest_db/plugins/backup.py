@@ -6,6 +6,11 @@ restore into a scratch database. A re-run with the same policy and a verified ba
 changes nothing. Scheduled backups afterwards are ``nndb backup run <stack>`` (cron / CI), which
 reuses the functions below.
 
+Every new backup is encrypted with the ``backup_encryption_key`` secret (``backup_key``); a database
+whose latest verified backup is unencrypted or was taken with another key gets a new one, so a
+deploy after a key rotation (or after upgrading from cleartext backups) leaves a backup the current
+key restores.
+
 PITR: WAL archiving itself is configured by the stack (rendered postgres.conf); this step only
 records the policy and warns when the server says ``archive_mode`` is off although PITR is on.
 """
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 
+from nexanest_db.backup_crypto import BackupKey
 from nexanest_db.backups import (
     BackupRecord,
     Catalog,
@@ -27,12 +33,15 @@ from nexanest_db.backups import (
     find_tool,
     mark_verified,
     policy_dict,
+    readable_with,
     take_backup,
     verify_backup,
 )
 from nexanest_db.errors import BackupError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles, postgres_instances
+
+BACKUP_KEY_SECRET = "backup_encryption_key"  # noqa: S105 -- a secret NAME, not a value
 
 
 def _major(context: HookContext, instance: str) -> int:
@@ -46,6 +55,11 @@ def target_for(context: HookContext, instance: str) -> PgTarget:
         password=context.password(SUPERUSER_SECRETS[instance]),
         connect_timeout_s=context.connect_timeout_s,
     )
+
+
+def backup_key(context: HookContext) -> BackupKey:
+    """The key every backup is encrypted with (``location`` says where it comes from, never the value)."""
+    return BackupKey(context.password(BACKUP_KEY_SECRET), location=context.credentials.describe(BACKUP_KEY_SECRET))
 
 
 def _scratch_connector(context: HookContext, instance: str):
@@ -75,6 +89,7 @@ def take_and_verify(context: HookContext, service: ServiceRoles, catalog: Catalo
         pg_dump=find_tool("pg_dump", major),
         catalog=catalog,
         sql_dir=context.paths.sql_dir,
+        key=backup_key(context),
     )
     catalog.backups.append(record)
     if not verify:
@@ -93,6 +108,7 @@ def verify_record(context: HookContext, instance: str, record: BackupRecord, cat
             pg_restore=find_tool("pg_restore", _major(context, instance)),
             sql_dir=context.paths.sql_dir,
             connect_scratch=_scratch_connector(context, instance),
+            key=backup_key(context) if record.encrypted else None,  # a backup from before encryption needs no key
         )
     except BackupError as exc:
         mark_verified(record, ok=False, detail=str(exc))
@@ -101,9 +117,9 @@ def verify_record(context: HookContext, instance: str, record: BackupRecord, cat
     return detail
 
 
-def _has_proven_backup(catalog: Catalog, subject: str) -> bool:
+def _has_proven_backup(catalog: Catalog, subject: str, key: BackupKey) -> bool:
     record = catalog.latest(subject, verified_only=True)
-    if record is None:
+    if record is None or not readable_with(record, key):
         return False
     path = catalog.path_of(record)
     return path.is_file() and path.stat().st_size == record.size
@@ -111,6 +127,7 @@ def _has_proven_backup(catalog: Catalog, subject: str) -> bool:
 
 @hookimpl
 def nndb_preflight(context: HookContext) -> None:
+    backup_key(context)  # a missing or refused backup key stops the run before anything changes
     for instance in postgres_instances(context.config):
         major = _major(context, instance)
         find_tool("pg_dump", major)
@@ -152,12 +169,19 @@ def nndb_register_backups(context: HookContext) -> list[Change]:
                     )
                 )
                 dirty = True
-            if not _has_proven_backup(catalog, service.subject):
+            key = backup_key(context)
+            if not _has_proven_backup(catalog, service.subject, key):
+                previous = catalog.latest(service.subject)
                 try:
                     record, detail = take_and_verify(context, service, catalog)
                 finally:
                     catalog.save()  # a failed verification is recorded too
-                changes.append(Change(subject=service.subject, summary=f"first backup {record.id} taken and proven by restore ({detail})"))
+                if previous is not None and not readable_with(previous, key):
+                    why = "encrypted with another key" if previous.encrypted else "unencrypted"
+                    summary = f"backup {record.id} taken and proven by restore ({detail}); the previous one is {why}"
+                else:
+                    summary = f"first backup {record.id} taken and proven by restore ({detail})"
+                changes.append(Change(subject=service.subject, summary=summary))
                 dirty = True
         if dirty:
             catalog.save()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
+from nexanest_db.backup_crypto import BackupKey, decrypt_stream, encrypt_stream
 from nexanest_db.errors import BackupError
 from tests.fixtures.servers import DbStack
 from tests.integration.hooks_support import nndb, run_in_process, summaries
@@ -61,20 +63,36 @@ def test_backup_run_captures_data_and_verify_restores_it(deployed: DbStack) -> N
 def test_verify_exits_non_zero_when_the_latest_backup_cannot_be_restored(deployed: DbStack) -> None:
     latest = max((b for b in catalog(deployed)["backups"] if b["subject"] == "postgres/auth"), key=lambda b: b["taken_at"])
     dump = deployed.backup_dir / "local-db" / latest["file"]
-    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])  # truncated on its way to storage
+    original = dump.read_bytes()
+    dump.write_bytes(original[: len(original) // 2])  # truncated on its way to storage
     result = nndb(deployed, "backup", "verify", "local-db")
     assert result.returncode == BackupError.exit_code
     assert "backup verify: 1 of 3 latest backups cannot be restored" in result.stderr
     assert "postgres/auth: backup" in result.stderr and "checksum" in result.stderr
 
-    # Same file, but the catalog believes it (checksum updated): the restore itself must fail.
+    # Same file, but the catalog believes it (checksum updated): decryption notices the missing tail.
     entries = catalog(deployed)
     import hashlib
 
-    for b in entries["backups"]:
-        if b["id"] == latest["id"]:
-            b["sha256"] = hashlib.sha256(dump.read_bytes()).hexdigest()
-    (deployed.backup_dir / "local-db" / "catalog.json").write_text(json.dumps(entries))
+    def believe(data: bytes) -> None:
+        dump.write_bytes(data)
+        for b in entries["backups"]:
+            if b["id"] == latest["id"]:
+                b["sha256"] = hashlib.sha256(data).hexdigest()
+        (deployed.backup_dir / "local-db" / "catalog.json").write_text(json.dumps(entries))
+
+    believe(dump.read_bytes())
+    result = nndb(deployed, "backup", "verify", "local-db")
+    assert result.returncode == BackupError.exit_code
+    assert f"postgres/auth: backup file {dump}: authentication failed at chunk 0;" in result.stderr
+
+    # A correctly encrypted but broken archive (half a pg_dump file): the restore itself must fail.
+    key = BackupKey(deployed.environ["BACKUP_ENCRYPTION_KEY"])
+    archive = io.BytesIO()
+    decrypt_stream(io.BytesIO(original), archive, key)
+    broken = io.BytesIO()
+    encrypt_stream(io.BytesIO(archive.getvalue()[: len(archive.getvalue()) // 2]), broken, key)
+    believe(broken.getvalue())
     result = nndb(deployed, "backup", "verify", "local-db")
     assert result.returncode == BackupError.exit_code
     assert "restore of postgres/auth backup" in result.stderr

@@ -203,6 +203,10 @@ def test_post_apply_hooks_and_backups_leak_nothing(tmp_path: Path, db_stack: DbS
     run(scan, [NNDB, "hooks", "run", "local-db", "--verbose"], cwd=project, environ=environ)
     run(scan, [NNDB, "backup", "run", "local-db"], cwd=project, environ=environ)
     run(scan, [NNDB, "backup", "list", "local-db"], cwd=project, environ=environ)
+    run(scan, [NNDB, "backup", "verify", "local-db"], cwd=project, environ=environ)
+    # A wrong backup key: the failure names the file and the key ids, never either key.
+    other_key = environ | {"BACKUP_ENCRYPTION_KEY": ENV_SENTINELS["env backup_encryption_key"] + "-other"}
+    run(scan, [NNDB, "backup", "verify", "local-db"], cwd=project, environ=other_key, expect=7)
     # A wrong password: the sentinel is a prefix of it, so echoing the wrong one would be caught too.
     wrong = environ | {"POSTGRES_PASSWORD": ENV_SENTINELS["env postgres_superuser"] + "-wrong"}
     run(scan, [NNDB, "hooks", "run", "local-db"], cwd=project, environ=wrong, expect=4)
