@@ -29,7 +29,7 @@ from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, all_services
-from nexanest_db.secrets import SECRET_NAMES, external_query
+from nexanest_db.secrets import TERRAFORM_SECRET_NAMES, external_query
 from nexanest_db.stacks.inputs import StackInputs
 
 SUPERUSER_SECRET = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
@@ -66,7 +66,7 @@ class DatabaseStack(TerraformStack):
             props=DatabaseNetworkProps(name=config.network.name, internal=config.network.internal, labels=labels_for("database-tier")),
         )
         secrets = DeploySecrets(
-            self, "secrets", props=DeploySecretsProps(stack=inputs.stack, names=SECRET_NAMES, query=external_query(config))
+            self, "secrets", props=DeploySecretsProps(stack=inputs.stack, names=TERRAFORM_SECRET_NAMES, query=external_query(config))
         )
         hc = config.healthcheck
         health = HealthPolicy(
