@@ -32,7 +32,23 @@ _DIGEST = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SETTING_KEY = re.compile(r"^[a-z][a-z0-9_.-]*$")
 MANAGED_SETTINGS: frozenset[str] = frozenset(
-    {"listen_addresses", "port", "bind", "aclfile", "dir", "archive_mode", "archive_command", "wal_level", "password_encryption"}
+    {
+        "listen_addresses",
+        "port",
+        "bind",
+        "aclfile",
+        "dir",
+        "archive_mode",
+        "archive_command",
+        "wal_level",
+        "password_encryption",
+        "ssl",
+        "ssl_cert_file",
+        "ssl_key_file",
+        "ssl_ca_file",
+        "ssl_min_protocol_version",
+        "hba_file",
+    }
 )
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -179,6 +195,19 @@ class BackupPolicy(_Model):
     directory: str = Field(default="backups", min_length=1, description="catalog and dump directory, relative to the project root")
 
 
+class TlsConfig(_Model):
+    """TLS for the PostgreSQL and TimescaleDB instances (ADR-015 "TLS for all connections"; Redis not yet).
+
+    ``enabled``: the servers get ``ssl = on`` and a pg_hba.conf that admits remote clients only over
+    TLS (``hostssl``); the hooks, migrations and backups connect with ``sslmode = client_sslmode``
+    against the CA bundle of the ``tls_ca_cert`` secret. Staging and prod must enable it.
+    """
+
+    enabled: bool = False
+    client_sslmode: Literal["verify-full", "verify-ca", "require"] = "verify-full"
+    min_protocol: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+
+
 class ServiceConfig(_Model):
     """One microservice's slice of the tier (ADR: each service owns its schema)."""
 
@@ -207,6 +236,7 @@ class EnvironmentConfig(_Model):
     secrets: SecretsConfig
     backup: BackupPolicy
     services: dict[str, ServiceConfig]
+    tls: TlsConfig = TlsConfig()
 
     @property
     def stack(self) -> str:
@@ -242,6 +272,8 @@ class EnvironmentConfig(_Model):
                     raise ValueError(f"{name}.image: prod images must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
             if self.secrets.source != "vault":
                 raise ValueError("secrets.source: prod accepts only 'vault'")
+        if self.protected and not self.tls.enabled:
+            raise ValueError(f"tls.enabled: {self.environment} must set tls.enabled = true (ADR-015: TLS for all connections)")
         if self.protected and self.backend.type != "cloud":
             raise ValueError(f"backend.type: {self.environment} must use the Terraform Cloud backend ('cloud')")
         if not self.protected and self.backend.type != "local":

@@ -77,6 +77,30 @@ def broken_config(tmp_path: Path, environment: str, old: str, new: str) -> Path:
             id="unknown-service",
         ),
         pytest.param(
+            "staging-db",
+            "[tls]\nenabled = true",
+            "[tls]\nenabled = false",
+            "tls.enabled: staging must set tls.enabled = true",
+            id="staging-without-tls",
+        ),
+        pytest.param(
+            "prod-db",
+            "[tls]\nenabled = true\nclient_sslmode",
+            "[tls]\nclient_sslmode",
+            "tls.enabled: prod must set tls.enabled = true",
+            id="prod-tls-default-off",
+        ),
+        pytest.param(
+            "local-db",
+            "[postgres]\n",
+            '[tls]\nclient_sslmode = "prefer"\n\n[postgres]\n',
+            "tls.client_sslmode: Input should be",
+            id="weak-sslmode",
+        ),
+        pytest.param(
+            "local-db", "max_connections = 100", "ssl = false", "postgres.settings: Value error, 'ssl' is managed", id="managed-ssl"
+        ),
+        pytest.param(
             "dev-db", 'user = "deploy"', 'user = ""', "docker.ssh.user: String should have at least 1 character", id="empty-ssh-user"
         ),
     ],
