@@ -53,7 +53,8 @@ class SecretSpec:
 
     ``terraform``: whether the stack needs the value at plan time (the ``data "external"`` source
     returns only those, ``TERRAFORM_SECRET_NAMES``). ``min_length``: outside local/dev a shorter
-    value is refused (characters), whichever source delivers it.
+    value is refused (characters), whichever source delivers it. ``tls``: a PEM the environment
+    needs only with ``tls.enabled`` (no dev default either way).
     """
 
     name: str
@@ -61,6 +62,7 @@ class SecretSpec:
     description: str
     terraform: bool = True
     min_length: int = 0
+    tls: bool = False  # needed only when the environment enables TLS (``required_secret_names``)
 
 
 SECRET_SPECS: tuple[SecretSpec, ...] = (
@@ -82,11 +84,31 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
         terraform=False,
         min_length=BACKUP_KEY_MIN_LENGTH,
     ),
+    # TLS (only with tls.enabled): the CA bundle only clients (nndb) need; the server pairs are uploaded into the containers.
+    SecretSpec(
+        name="tls_ca_cert", env_var="TLS_CA_CERT", description="CA bundle (PEM) clients verify the servers with", terraform=False, tls=True
+    ),
+    SecretSpec(name="postgres_tls_cert", env_var="POSTGRES_TLS_CERT", description="PostgreSQL server certificate (PEM)", tls=True),
+    SecretSpec(name="postgres_tls_key", env_var="POSTGRES_TLS_KEY", description="PostgreSQL server private key (PEM)", tls=True),
+    SecretSpec(name="timescale_tls_cert", env_var="TIMESCALE_TLS_CERT", description="TimescaleDB server certificate (PEM)", tls=True),
+    SecretSpec(name="timescale_tls_key", env_var="TIMESCALE_TLS_KEY", description="TimescaleDB server private key (PEM)", tls=True),
 )
 SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS)  # every credential
 # What the stack's data "external" source (``nndb secrets terraform-external``) returns: the stack's DeploySecrets names.
 TERRAFORM_SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS if spec.terraform)
+TLS_SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS if spec.tls)
 _SPEC_BY_NAME = {spec.name: spec for spec in SECRET_SPECS}
+
+
+def required_secret_names(
+    config: EnvironmentConfig | None = None, *, tls: bool | None = None, terraform_only: bool = False
+) -> tuple[str, ...]:
+    """The secrets an environment needs: the TLS ones only with ``tls.enabled``; ``terraform_only``: what Terraform gets.
+
+    ``tls`` overrides the config (``terraform-external`` knows the flag only from its query).
+    """
+    enabled = tls if tls is not None else (config is not None and config.tls.enabled)
+    return tuple(spec.name for spec in SECRET_SPECS if (enabled or not spec.tls) and (spec.terraform or not terraform_only))
 
 
 def spec_for(name: str) -> SecretSpec:
@@ -142,6 +164,10 @@ class EnvSource:
     environ: Mapping[str, str]
     allow_dev_default: bool
 
+    def _dev_default_for(self, name: str) -> bool:
+        """Local/dev passwords fall back to the ADR default; TLS material never does."""
+        return self.allow_dev_default and not spec_for(name).tls
+
     def describe(self, name: str) -> str:
         var = spec_for(name).env_var
         file_var = f"{var}_FILE"
@@ -149,7 +175,7 @@ class EnvSource:
             return f"${file_var} ({self.environ[file_var]})"
         if self.environ.get(var):
             return f"${var}"
-        if self.allow_dev_default:
+        if self._dev_default_for(name):
             return f"dev default (${var} unset)"
         return f"${var} or ${file_var} (neither set)"
 
@@ -163,8 +189,10 @@ class EnvSource:
         if self.environ.get(var):
             refuse_weak(self.environment, name, f"${var}", self.environ[var])
             return SecretStr(self.environ[var])
-        if self.allow_dev_default:
+        if self._dev_default_for(name):
             return SecretStr(DEV_DEFAULT_PASSWORD)
+        if spec_for(name).tls:
+            raise SecretsError(f"{self.environment}: secret {name} is missing: set {var} or {file_var} (PEM; tls.enabled needs it)")
         raise SecretsError(f"{self.environment}: secret {name} is missing: set {var} or {file_var} (no default outside local/dev)")
 
     def previous(self, name: str) -> SecretStr | None:
@@ -178,7 +206,7 @@ class EnvSource:
             return SecretStr(self._read_file(file_var))
         if self.environ.get(var):
             return SecretStr(self.environ[var])
-        if self.allow_dev_default:
+        if self._dev_default_for(name):
             return SecretStr(DEV_DEFAULT_PASSWORD)
         return None
 
@@ -238,10 +266,10 @@ class SecretStatus:
         return self.problem is None
 
 
-def check_all(source: CredentialSource) -> list[SecretStatus]:
-    """Resolve every secret once; each failure is kept as its one-line message."""
+def check_all(source: CredentialSource, names: tuple[str, ...] = SECRET_NAMES) -> list[SecretStatus]:
+    """Resolve every secret of ``names`` once (callers pass ``required_secret_names(config)``); failures kept as one line each."""
     statuses = []
-    for name in SECRET_NAMES:
+    for name in names:
         try:
             source.get(name)
         except SecretsError as exc:
@@ -281,7 +309,20 @@ def external_query(config: EnvironmentConfig) -> dict[str, str]:
     (reviewable) references in the query also makes a pinned-version bump
     show up in the PR diff of ``cdk.tf.json``.
     """
-    return {"stack": config.stack, "secrets": config.secrets.model_dump_json(exclude_none=True)}
+    query = {"stack": config.stack, "secrets": config.secrets.model_dump_json(exclude_none=True)}
+    if config.tls.enabled:  # absent means off: the queries of stacks without TLS stay as they were
+        query["tls"] = "enabled"
+    return query
+
+
+def tls_from_query(stack: str, query: Mapping[str, object]) -> bool:
+    """Whether ``external_query`` marked the stack's TLS as enabled (its server certificates are then Terraform's too)."""
+    raw = query.get("tls")
+    if raw is None:
+        return False
+    if raw != "enabled":
+        raise SecretsError(f"{stack}: query field 'tls' must be 'enabled' or absent; re-synthesize (cdktf synth)")
+    return True
 
 
 def secrets_config_from_query(stack: str, query: Mapping[str, object]) -> SecretsConfig | None:

@@ -20,7 +20,15 @@ import typer
 from nexanest_db.commands.common import resolve
 from nexanest_db.config import effective_environment, find_env_file
 from nexanest_db.errors import SecretsError
-from nexanest_db.secrets import TERRAFORM_SECRET_NAMES, CredentialSource, check_all, resolve_all, secrets_config_from_query, source_for
+from nexanest_db.secrets import (
+    CredentialSource,
+    check_all,
+    required_secret_names,
+    resolve_all,
+    secrets_config_from_query,
+    source_for,
+    tls_from_query,
+)
 
 app = typer.Typer(help="Check credentials and hand them to Terraform (values never printed).", no_args_is_help=True)
 
@@ -32,10 +40,10 @@ TFC_LOGIN_TIMEOUT_S = 10.0
 
 @app.command("check")
 def check(stack: StackArg) -> None:
-    """Resolve every secret as a deploy would and report each as present or missing (never the value)."""
+    """Resolve every secret the environment needs as a deploy would (TLS ones only with tls.enabled); present or missing, never the value."""
     resolved = resolve(stack)
     source = resolved.credentials()
-    statuses = check_all(source)
+    statuses = check_all(source, required_secret_names(resolved.config))
     typer.echo(f"{stack}: secrets from {_origin(source)}")
     width = max(len(s.name) for s in statuses)
     typer.echo(f"{'secret'.ljust(width)}  {'status':7}  location")
@@ -60,8 +68,9 @@ def check(stack: StackArg) -> None:
 def terraform_external(stack: StackArg) -> None:
     """Program of the stack's data "external" "secrets": JSON query on stdin, the stack's secrets as JSON on stdout.
 
-    Only the secrets Terraform uses (``TERRAFORM_SECRET_NAMES``) are resolved and printed; the
-    backup encryption key never enters Terraform state.
+    Only the secrets Terraform uses are resolved and printed (``required_secret_names(...,
+    terraform_only=True)``: the server TLS pairs only when the query says ``tls = enabled``); the
+    backup encryption key and the clients' CA bundle never enter Terraform state.
 
     Terraform runs it at plan time from cdktf.out/stacks/<stack>/; on failure it
     prints one line on stderr and exits non-zero, which stops the plan before
@@ -71,11 +80,14 @@ def terraform_external(stack: StackArg) -> None:
     secrets_config = secrets_config_from_query(stack, query)
     source: CredentialSource
     if secrets_config is None:
-        source = resolve(stack).credentials()
+        resolved = resolve(stack)
+        source = resolved.credentials()
+        names = required_secret_names(resolved.config, terraform_only=True)
     else:
         # The query carries the secrets config: no project files needed (a Terraform Cloud agent has only the stack directory).
         source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here())
-    values = resolve_all(source, TERRAFORM_SECRET_NAMES)
+        names = required_secret_names(tls=tls_from_query(stack, query), terraform_only=True)
+    values = resolve_all(source, names)
     json.dump({name: value.get_secret_value() for name, value in values.items()}, sys.stdout)
     sys.stdout.write("\n")
 

@@ -16,14 +16,17 @@ from nexanest_db.secrets import (
     SECRET_NAMES,
     SECRET_SPECS,
     TERRAFORM_SECRET_NAMES,
+    TLS_SECRET_NAMES,
     EnvSource,
     check_all,
     credentials_for,
     external_query,
+    required_secret_names,
     resolve_all,
     secrets_config_from_query,
     source_for,
     spec_for,
+    tls_from_query,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +81,12 @@ def test_unreadable_and_empty_secret_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize("environment", ["local", "dev"])
 def test_dev_default_only_for_local_and_dev(environment: str) -> None:
     source = env_source(environment, {})
-    assert {source.get(name).get_secret_value() for name in SECRET_NAMES} == {DEV_DEFAULT_PASSWORD}
+    passwords = [name for name in SECRET_NAMES if name not in TLS_SECRET_NAMES]
+    assert {source.get(name).get_secret_value() for name in passwords} == {DEV_DEFAULT_PASSWORD}
     assert source.describe("auth_app") == "dev default ($AUTH_DB_PASSWORD unset)"
+    for name in TLS_SECRET_NAMES:  # PEM material has no dev default, not even in local/dev
+        assert source.describe(name) == f"${spec_for(name).env_var} or ${spec_for(name).env_var}_FILE (neither set)"
+        assert f"secret {name} is missing: set {spec_for(name).env_var}" in failure(source, name)
 
 
 def test_no_default_for_staging_from_the_environment() -> None:
@@ -196,8 +203,30 @@ def test_prod_never_reads_the_environment_even_if_config_validation_is_bypassed(
 def test_backup_key_is_a_credential_but_not_terraforms() -> None:
     assert "backup_encryption_key" in SECRET_NAMES
     assert spec_for("backup_encryption_key").env_var == "BACKUP_ENCRYPTION_KEY"
-    assert tuple(name for name in SECRET_NAMES if name != "backup_encryption_key") == TERRAFORM_SECRET_NAMES
-    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key"]
+    assert tuple(name for name in SECRET_NAMES if name not in {"backup_encryption_key", "tls_ca_cert"}) == TERRAFORM_SECRET_NAMES
+    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key", "tls_ca_cert"]
+
+
+def test_tls_secrets_are_required_only_with_tls_enabled() -> None:
+    assert TLS_SECRET_NAMES == ("tls_ca_cert", "postgres_tls_cert", "postgres_tls_key", "timescale_tls_cert", "timescale_tls_key")
+    local = load_environment("local-db", config_dir=CONFIG_DIR)
+    staging = load_environment("staging-db", config_dir=CONFIG_DIR)
+    assert not local.tls.enabled and staging.tls.enabled
+    assert not set(TLS_SECRET_NAMES) & set(required_secret_names(local))
+    assert set(TLS_SECRET_NAMES) <= set(required_secret_names(staging))
+    assert required_secret_names(staging) == SECRET_NAMES
+    # Terraform gets the server pairs (uploaded into the containers), never the clients' CA bundle or the backup key.
+    assert required_secret_names(staging, terraform_only=True) == TERRAFORM_SECRET_NAMES
+    assert "tls_ca_cert" not in TERRAFORM_SECRET_NAMES
+    assert not set(TLS_SECRET_NAMES) & set(required_secret_names(local, terraform_only=True))
+    assert required_secret_names(tls=True, terraform_only=True) == TERRAFORM_SECRET_NAMES
+
+
+def test_check_all_asks_for_tls_secrets_only_when_required() -> None:
+    local = load_environment("local-db", config_dir=CONFIG_DIR)
+    statuses = check_all(env_source("local", {}), required_secret_names(local))
+    assert all(s.present for s in statuses)
+    assert not {s.name for s in statuses} & set(TLS_SECRET_NAMES)
 
 
 @pytest.mark.parametrize("environment", ["staging", "prod"])
@@ -278,8 +307,16 @@ def test_check_all_reports_location_and_problem_never_values() -> None:
 def test_external_query_round_trips_the_secrets_config(stack: str) -> None:
     config = load_environment(stack, config_dir=CONFIG_DIR)
     query = external_query(config)
-    assert set(query) == {"stack", "secrets"} and all(isinstance(v, str) for v in query.values())  # hashicorp/external: map(string)
+    expected_keys = {"stack", "secrets", "tls"} if config.tls.enabled else {"stack", "secrets"}
+    assert set(query) == expected_keys and all(isinstance(v, str) for v in query.values())  # hashicorp/external: map(string)
     assert secrets_config_from_query(stack, json.loads(json.dumps(query))) == config.secrets
+    assert tls_from_query(stack, query) is config.tls.enabled
+
+
+def test_tls_query_field_must_be_enabled_or_absent() -> None:
+    assert tls_from_query("prod-db", {"stack": "prod-db"}) is False
+    with pytest.raises(SecretsError, match="query field 'tls' must be 'enabled' or absent"):
+        tls_from_query("prod-db", {"stack": "prod-db", "tls": "yes"})
 
 
 def test_query_with_only_the_stack_means_read_the_project_config() -> None:
