@@ -19,6 +19,12 @@ POSTGRES_CONFIG_PATH = "/etc/postgresql/postgresql.conf"
 REDIS_CONFIG_PATH = "/usr/local/etc/redis/redis.conf"
 REDIS_ACL_PATH = "/data/users.acl"  # on the data volume, owned by the redis user: ACL SAVE rewrites it
 WAL_ARCHIVE_DIR = "/var/lib/postgresql/wal-archive"
+# TLS (tls.enabled), uploaded by the stack: the entrypoint wrapper copies the root-owned key upload to a
+# postgres-owned 0600 file, which is the one postgresql.conf names.
+TLS_CERT_PATH = "/run/secrets/tls/server.crt"
+TLS_KEY_UPLOAD_PATH = "/run/secrets/tls/server.key"
+TLS_KEY_PATH = "/run/secrets/tls/server-postgres.key"
+HBA_PATH = "/etc/postgresql/pg_hba.conf"
 
 _TEMPLATES = {"postgres": "postgres.conf.j2", "timescale": "timescale.conf.j2", "redis": "redis.conf.j2"}
 
@@ -69,6 +75,12 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
     env = _environment(templates_dir)
     common = {"stack": config.stack, "environment": config.environment}
 
+    tls = (
+        {"cert_file": TLS_CERT_PATH, "key_file": TLS_KEY_PATH, "min_protocol": config.tls.min_protocol, "hba_file": HBA_PATH}
+        if config.tls.enabled
+        else None
+    )
+
     def postgres_like(instance: str) -> str:
         spec = config.instance(instance)
         settings = sorted((key, _postgres_value(value)) for key, value in spec.settings.items())
@@ -82,6 +94,7 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
                 "pitr": config.backup.pitr,
                 "wal_archive_dir": WAL_ARCHIVE_DIR,
                 "settings": settings,
+                "tls": tls,
             },
         )
 

@@ -4,7 +4,7 @@ from nexanest_db.constructs.database_network import DatabaseNetwork, DatabaseNet
 from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsProps
 from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
-from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps
+from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
 from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
 
@@ -22,6 +22,7 @@ __all__ = [
     "PostApplyHooksProps",
     "PostgresInstance",
     "PostgresInstanceProps",
+    "PostgresTls",
     "PublishedPort",
     "RedisAclUser",
     "RedisInstance",

@@ -20,12 +20,41 @@ from constructs import Construct
 
 from nexanest_db.constructs import shared
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
+from nexanest_db.rendering import HBA_PATH, TLS_CERT_PATH, TLS_KEY_PATH, TLS_KEY_UPLOAD_PATH
 
 DATA_DIR = "/var/lib/postgresql/data"
 PASSWORD_FILE = "/run/secrets/postgres_password"  # noqa: S105 - a path, not a password
 INIT_DIR = "/docker-entrypoint-initdb.d"
 SCHEMAS_DIR = "/schemas"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Container-internal socket trusted (as in the official image), loopback for in-container tools,
+# everything else only over TLS with SCRAM; the final reject makes a plain remote connection fail clearly.
+HBA_CONTENT = """# pg_hba.conf rendered by nexanest-db (tls.enabled): remote clients must use TLS.
+# TYPE   DATABASE USER ADDRESS      METHOD
+local    all      all               trust
+host     all      all  127.0.0.1/32 scram-sha-256
+host     all      all  ::1/128      scram-sha-256
+hostssl  all      all  all          scram-sha-256
+host     all      all  all          reject
+"""
+# POSIX sh (Debian dash, Alpine busybox): copy the key for the postgres user, then run the image's entrypoint.
+TLS_ENTRYPOINT_SCRIPT = (
+    f'set -e; install -m 0600 -o postgres -g postgres {TLS_KEY_UPLOAD_PATH} {TLS_KEY_PATH}; exec docker-entrypoint.sh "$@"'
+)
+TLS_ENTRYPOINT: tuple[str, ...] = ("/bin/sh", "-c", TLS_ENTRYPOINT_SCRIPT, "nndb-tls-entrypoint")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresTls:
+    """The server's TLS pair (PEM; Terraform references, the key marked sensitive)."""
+
+    cert: str
+    key: str
+
+    def __post_init__(self) -> None:
+        if not self.cert or not self.key:
+            raise ValueError("TLS needs both the certificate and the key")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +75,7 @@ class PostgresInstanceProps:
     schema_files: Sequence[FileUpload] = ()
     protect_data: bool = False
     wal_archive_dir: str | None = None
+    tls: PostgresTls | None = None
     log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
 
     def __post_init__(self) -> None:
@@ -87,6 +117,14 @@ class PostgresInstance(Construct):
             *props.init_scripts,
             *props.schema_files,
         ]
+        extra: dict[str, object] = {}
+        if props.tls is not None:
+            files += [
+                FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
+                FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
+                FileUpload(path=HBA_PATH, content=HBA_CONTENT, permissions="0444"),
+            ]
+            extra["entrypoint"] = list(TLS_ENTRYPOINT)
         self.container = Container(
             self,
             "container",
@@ -110,6 +148,7 @@ class PostgresInstance(Construct):
             # A clean shutdown flushes WAL; Docker's default 10 s can cut a busy checkpoint short.
             stop_timeout=60,
             destroy_grace_seconds=60,
+            **extra,
             **shared.runtime_arguments(limits=props.limits, health=props.health, labels_=props.labels, log_opts=props.log_opts),
         )
         self.container_name: str = props.container_name

@@ -20,6 +20,7 @@ from nexanest_db.constructs import (
     PostApplyHooksProps,
     PostgresInstance,
     PostgresInstanceProps,
+    PostgresTls,
     PublishedPort,
     RedisAclUser,
     RedisInstance,
@@ -29,10 +30,11 @@ from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, all_services
-from nexanest_db.secrets import TERRAFORM_SECRET_NAMES, external_query
+from nexanest_db.secrets import external_query, required_secret_names
 from nexanest_db.stacks.inputs import StackInputs
 
 SUPERUSER_SECRET = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
+TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
 
 
 class DatabaseStack(TerraformStack):
@@ -66,7 +68,11 @@ class DatabaseStack(TerraformStack):
             props=DatabaseNetworkProps(name=config.network.name, internal=config.network.internal, labels=labels_for("database-tier")),
         )
         secrets = DeploySecrets(
-            self, "secrets", props=DeploySecretsProps(stack=inputs.stack, names=TERRAFORM_SECRET_NAMES, query=external_query(config))
+            self,
+            "secrets",
+            props=DeploySecretsProps(
+                stack=inputs.stack, names=required_secret_names(config, terraform_only=True), query=external_query(config)
+            ),
         )
         hc = config.healthcheck
         health = HealthPolicy(
@@ -102,6 +108,11 @@ class DatabaseStack(TerraformStack):
                 for service in services
                 for f in inputs.sql_under(f"schemas/{service}")
             ]
+            tls = None
+            if config.tls.enabled:
+                cert_secret, key_secret = TLS_SECRETS[instance]
+                # The certificate is public, but it comes through the same data source: keep every value sensitive.
+                tls = PostgresTls(cert=secrets.sensitive(cert_secret), key=secrets.sensitive(key_secret))
             databases[instance] = PostgresInstance(
                 self,
                 instance,
@@ -122,6 +133,7 @@ class DatabaseStack(TerraformStack):
                     schema_files=schema_files,
                     protect_data=config.protected,
                     wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
+                    tls=tls,
                 ),
             )
 

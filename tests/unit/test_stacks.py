@@ -151,3 +151,66 @@ def test_secrets_query_carries_where_secrets_live_not_values(stacks: dict[str, d
 def test_rotated_secret_reruns_hooks_without_touching_containers(stacks: dict[str, dict]) -> None:
     (hooks,) = stacks["prod-db"]["resource"]["terraform_data"].values()
     assert hooks["triggers_replace"]["secrets"].startswith("${sensitive(sha256(jsonencode(data.external.secrets_")
+
+
+# --- TLS (ADR-015 "TLS for all connections"): staging and prod enable it, local and dev do not ---------------------
+
+
+def test_tls_uploads_wrapper_and_conf_in_staging_and_prod(stacks: dict[str, dict]) -> None:
+    for name in ("staging-db", "prod-db"):
+        found = containers(stacks[name])
+        for instance in ("postgres", "timescale"):
+            container = found[instance]
+            files = {u["file"]: u for u in container["upload"]}
+            assert files["/run/secrets/tls/server.crt"]["permissions"] == "0444"
+            assert files["/run/secrets/tls/server.key"]["permissions"] == "0400"
+            assert f'result["{instance}_tls_cert"]' in files["/run/secrets/tls/server.crt"]["content"]
+            assert files["/run/secrets/tls/server.key"]["content"].startswith("${sensitive(")
+            assert f'result["{instance}_tls_key"]' in files["/run/secrets/tls/server.key"]["content"]
+            entrypoint = container["entrypoint"]
+            assert entrypoint[:2] == ["/bin/sh", "-c"]
+            assert (
+                "install -m 0600 -o postgres -g postgres /run/secrets/tls/server.key /run/secrets/tls/server-postgres.key" in entrypoint[2]
+            )
+            assert entrypoint[2].endswith('exec docker-entrypoint.sh "$@"')
+            assert container["command"] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
+            conf = files["/etc/postgresql/postgresql.conf"]["content"]
+            for line in (
+                "ssl = on",
+                "ssl_cert_file = '/run/secrets/tls/server.crt'",
+                "ssl_key_file = '/run/secrets/tls/server-postgres.key'",
+                "ssl_min_protocol_version = 'TLSv1.2'",
+                "hba_file = '/etc/postgresql/pg_hba.conf'",
+            ):
+                assert f"\n{line}\n" in conf
+            hba = [line.split() for line in files["/etc/postgresql/pg_hba.conf"]["content"].splitlines() if not line.startswith("#")]
+            assert hba == [
+                ["local", "all", "all", "trust"],
+                ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
+                ["host", "all", "all", "::1/128", "scram-sha-256"],
+                ["hostssl", "all", "all", "all", "scram-sha-256"],
+                ["host", "all", "all", "all", "reject"],
+            ]
+        assert "entrypoint" not in found["redis"]
+        query = next(iter(stacks[name]["data"]["external"].values()))["query"]
+        assert query["tls"] == "enabled"
+
+
+def test_no_tls_in_local_and_dev(stacks: dict[str, dict]) -> None:
+    for name in ("local-db", "dev-db"):
+        for container in containers(stacks[name]).values():
+            assert "entrypoint" not in container
+            assert not any("/tls/" in u["file"] or u["file"].endswith("pg_hba.conf") for u in container["upload"])
+            conf = [u["content"] for u in container["upload"] if u["file"].endswith("postgresql.conf")]
+            assert not any("ssl" in c for c in conf)
+        query = next(iter(stacks[name]["data"]["external"].values()))["query"]
+        assert "tls" not in query
+
+
+def test_tls_min_protocol_reaches_the_conf(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    staging = root / "config" / "staging.toml"
+    staging.write_text(staging.read_text().replace('min_protocol = "TLSv1.2"', 'min_protocol = "TLSv1.3"'))
+    out = synth(root, tmp_path / "out", environ={}, stacks=("staging-db",))
+    conf = upload(containers(out["staging-db"])["timescale"], "/etc/postgresql/postgresql.conf")
+    assert "\nssl_min_protocol_version = 'TLSv1.3'\n" in conf
