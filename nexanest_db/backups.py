@@ -31,7 +31,7 @@ import secrets
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -164,6 +164,7 @@ class PgTarget:
     user: str
     password: str
     connect_timeout_s: float
+    tls_env: Mapping[str, str] = field(default_factory=dict)  # PGSSLMODE/PGSSLROOTCERT when TLS is enabled
 
     def argv(self, database: str) -> list[str]:
         return [
@@ -181,6 +182,7 @@ class PgTarget:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no stray PGHOST/PGPASSFILE
         env.update(PGPASSWORD=self.password, PGCONNECT_TIMEOUT=str(max(2, round(self.connect_timeout_s))), PGAPPNAME="nndb-backup")
+        env.update(self.tls_env)
         return env
 
 

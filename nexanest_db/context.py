@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from nexanest_db.client_tls import CA_SECRET, CaFile, ClientTls
 from nexanest_db.config import Endpoints, EnvironmentConfig, ProjectPaths
 from nexanest_db.pg import PostgresSessions
 from nexanest_db.redis_session import connect_redis
@@ -46,6 +47,7 @@ class HookContext:
     run_lock: bool = True
     _passwords: dict[str, str] = field(default_factory=dict, repr=False)
     _redis: redis.Redis | None = field(default=None, repr=False)
+    _ca_file: CaFile | None = field(default=None, repr=False)
 
     @cached_property
     def services(self) -> tuple[ServiceRoles, ...]:
@@ -63,6 +65,15 @@ class HookContext:
         value = self.credentials.previous(secret)
         return value.get_secret_value() if value is not None else None
 
+    def client_tls(self) -> ClientTls | None:
+        """With ``tls.enabled``: the sslmode and the run's CA file (written once from ``tls_ca_cert``), else ``None``."""
+        tls = self.config.tls
+        if not tls.enabled:
+            return None
+        if self._ca_file is None:
+            self._ca_file = CaFile(self.password(CA_SECRET))
+        return ClientTls(sslmode=tls.client_sslmode, rootcert=self._ca_file.path)
+
     @cached_property
     def postgres(self) -> PostgresSessions:
         """Superuser sessions per (instance, database); the first one per instance takes the run lock."""
@@ -77,6 +88,8 @@ class HookContext:
             connect_timeout_s=self.connect_timeout_s,
             lock_timeout_s=self.lock_timeout_s,
             run_lock=self.run_lock,
+            tls=self.client_tls,
+            tls_hint=self.credentials.describe(CA_SECRET) if self.config.tls.enabled else None,
         )
 
     def pg(self, instance: str, database: str = "postgres") -> psycopg.Connection:
@@ -113,3 +126,6 @@ class HookContext:
         if self._redis is not None:
             self._redis.close()
             self._redis = None
+        if self._ca_file is not None:
+            self._ca_file.remove()
+            self._ca_file = None

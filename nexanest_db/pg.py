@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from nexanest_db import scram
+from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import EnvironmentConfig, HostPort
 from nexanest_db.errors import ConnectionFailed, MigrationError
 from nexanest_db.roles import SUPERUSER_SECRETS
@@ -51,10 +52,30 @@ def is_auth_failure(exc: psycopg.OperationalError) -> bool:
 
 
 def describe_connect_error(
-    exc: psycopg.OperationalError, *, instance: str, endpoint: HostPort, user: str, secret_hint: str, timeout_s: float
+    exc: psycopg.OperationalError,
+    *,
+    instance: str,
+    endpoint: HostPort,
+    user: str,
+    secret_hint: str,
+    timeout_s: float,
+    tls_hint: str | None = None,
 ) -> str:
     text = str(exc).strip()
     where = f"{instance} at {endpoint.host}:{endpoint.port}"
+    if tls_hint is not None and "certificate verify failed" in text:
+        return (
+            f"{where}: TLS certificate verification failed; the server certificate is not signed by the CA bundle "
+            f"in {tls_hint} (check that bundle and the server's certificate)"
+        )
+    if tls_hint is not None and "does not match host name" in text:
+        return (
+            f"{where}: TLS: the server certificate does not name {endpoint.host}; "
+            "give the certificate a SAN for the endpoint host (or connect by a name it has)"
+        )
+    if "no pg_hba.conf entry" in text or "pg_hba.conf rejects connection" in text:
+        tail = "" if tls_hint is not None else "; the server requires TLS: set [tls] enabled = true in the environment's config"
+        return f"{where}: refused by the server's pg_hba.conf for user {user}{tail}"
     if "password authentication failed" in text:
         return f"{where}: password authentication failed for user {user}; check {secret_hint}"
     if "timeout expired" in text or "timed out" in text:
@@ -83,8 +104,12 @@ class PostgresSessions:
         connect_timeout_s: float = 10.0,
         lock_timeout_s: float = 60.0,
         run_lock: bool = True,
+        tls: Callable[[], ClientTls | None] | None = None,
+        tls_hint: str | None = None,
     ) -> None:
         self._config = config
+        self._tls = tls
+        self._tls_hint = tls_hint
         self._endpoint = endpoints_for
         self._password = password_for
         self._secret_hint = secret_hint
@@ -146,7 +171,13 @@ class PostgresSessions:
             connect_timeout=max(1, round(self.connect_timeout_s)),
             application_name=APPLICATION_NAME,
             autocommit=True,
+            **self.tls_kwargs(),
         )
+
+    def tls_kwargs(self) -> dict[str, str]:
+        """``sslmode``/``sslrootcert`` when the environment enables TLS, else nothing (libpq's defaults)."""
+        tls = self._tls() if self._tls is not None else None
+        return tls.connect_kwargs() if tls is not None else {}
 
     def _connect_failed(self, exc: psycopg.OperationalError, instance: str) -> ConnectionFailed:
         return ConnectionFailed(
@@ -157,6 +188,7 @@ class PostgresSessions:
                 user=self.superuser(instance),
                 secret_hint=self._secret_hint(SUPERUSER_SECRETS[instance]),
                 timeout_s=self.connect_timeout_s,
+                tls_hint=self._tls_hint,
             )
         )
 

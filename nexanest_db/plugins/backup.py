@@ -54,6 +54,7 @@ def target_for(context: HookContext, instance: str) -> PgTarget:
         user=context.postgres.superuser(instance),
         password=context.password(SUPERUSER_SECRETS[instance]),
         connect_timeout_s=context.connect_timeout_s,
+        tls_env=tls.env() if (tls := context.client_tls()) is not None else {},
     )
 
 
@@ -74,6 +75,7 @@ def _scratch_connector(context: HookContext, instance: str):
             password=target.password,
             connect_timeout=max(1, round(context.connect_timeout_s)),
             autocommit=True,
+            **context.postgres.tls_kwargs(),
         )
 
     return connect

@@ -22,6 +22,7 @@ def _steps(context: HookContext) -> StepFile:
 @hookimpl
 def nndb_preflight(context: HookContext) -> None:
     _steps(context)
+    context.client_tls()  # with tls.enabled: the CA bundle is there (written to the run's CA file) before any connection
     for instance in postgres_instances(context.config):
         context.pg(instance)  # reachable, password right, PostgreSQL 15, run lock held
     for service in context.services:
