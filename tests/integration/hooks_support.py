@@ -14,7 +14,7 @@ from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints
 from nexanest_db.context import HookContext
 from nexanest_db.hookspecs import PHASE_HOOKS
 from nexanest_db.plugins.manager import RunReport, plugin_manager, run_phases
-from tests.fixtures.servers import DbStack
+from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
 
 NNDB = str(Path(sys.executable).parent / "nndb")
 MIGRATE_HOOKS = ("nndb_preflight", "nndb_init_sql", "nndb_apply_migrations")
@@ -49,6 +49,7 @@ def nndb(db_stack: DbStack, *args: str, environ: Mapping[str, str] | None = None
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(db_stack.project),
+        **CHILD_PYTHONPATH,
         **(environ if environ is not None else db_stack.environ),
     }
     return subprocess.run([NNDB, *args], cwd=db_stack.project, env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -88,7 +89,7 @@ def spied_environ(root: Path) -> dict[str, str]:
     return {
         "PATH": f"{BIN_DIR}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
-        "PYTHONPATH": str(spy),
+        "PYTHONPATH": f"{spy}{os.pathsep}{REPO_ROOT}",
         "NNDB_TEST_SPAWN_LOG": str(root / "spawned-argv.jsonl"),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         **{spec.env_var: ENV_SENTINELS[f"env {spec.name}"] for spec in SECRET_SPECS},

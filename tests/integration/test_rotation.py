@@ -20,7 +20,7 @@ import redis
 
 from nexanest_db.config import load_environment
 from nexanest_db.secrets import SECRET_SPECS
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
+from tests.fixtures.servers import CHILD_PYTHONPATH, STACK_PASSWORDS, DbStack
 from tests.fixtures.vault_server import VaultTestServer
 
 pytestmark = pytest.mark.integration
@@ -53,6 +53,7 @@ def run_hooks(db_stack: DbStack, environ: Mapping[str, str]) -> str:
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(db_stack.project),
         "NNDB_DISABLE_PLUGINS": "backup",
+        **CHILD_PYTHONPATH,
         **environ,
     }
     result = subprocess.run(

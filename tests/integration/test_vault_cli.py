@@ -32,7 +32,7 @@ TERRAFORM_SENTINELS = {name: SENTINELS[name] for name in TERRAFORM_SECRET_NAMES}
 
 
 def base_environ(home: Path, **extra: str) -> dict[str, str]:
-    return {"PATH": f"{BIN_DIR}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), **extra}
+    return {"PATH": f"{BIN_DIR}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(REPO_ROOT), **extra}
 
 
 def run(argv: list[str], *, cwd: Path, environ: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,99 @@
+"""TLS-only PostgreSQL servers (ssl = on, hostssl-only pg_hba.conf) and `nndb` with ``[tls] enabled = true``."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from nexanest_db.errors import ConnectionFailed
+from tests.fixtures.servers import STACK_PASSWORDS, DbStack, Pki
+from tests.integration.hooks_support import context_for, nndb, run_in_process
+
+pytestmark = pytest.mark.integration
+
+TLS_NAMES = ("tls_ca_cert", "postgres_tls_cert", "postgres_tls_key", "timescale_tls_cert", "timescale_tls_key")
+
+
+def test_hooks_run_over_verified_tls(tls_db_stack: DbStack) -> None:
+    result = nndb(tls_db_stack, "hooks", "run", "local-db")
+    assert result.returncode == 0, result.stderr
+    assert "hooks:" in result.stdout
+    # Every session the hooks opened was TLS (the server would have refused anything else); the service role works too.
+    with tls_db_stack.postgres.connect("auth", user="auth_app", password=STACK_PASSWORDS["AUTH_DB_PASSWORD"]) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+    again = nndb(tls_db_stack, "hooks", "run", "local-db")
+    assert again.returncode == 0, again.stderr
+    assert "0 changes" in again.stdout
+
+
+def test_plain_connection_is_refused_by_pg_hba(tls_db_stack: DbStack) -> None:
+    assert nndb(tls_db_stack, "hooks", "run", "local-db").returncode == 0
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects connection"):
+        tls_db_stack.postgres.connect("auth", user="auth_app", password=STACK_PASSWORDS["AUTH_DB_PASSWORD"], sslmode="disable")
+
+
+def test_without_tls_config_the_hooks_say_the_server_wants_tls(tls_db_stack: DbStack) -> None:
+    local = tls_db_stack.project / "config" / "local.toml"
+    local.write_text(local.read_text().replace("[tls]\nenabled = true\n", ""))
+    environ = {**tls_db_stack.environ}
+    result = nndb(tls_db_stack, "hooks", "run", "local-db", environ={**environ, "PGSSLMODE": "disable"})
+    assert result.returncode == ConnectionFailed.exit_code
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "refused by the server's pg_hba.conf" in line and "[tls] enabled = true" in line
+
+
+def test_wrong_ca_fails_with_one_clear_line(tls_db_stack: DbStack, tls_pki: Pki) -> None:
+    result = nndb(tls_db_stack, "hooks", "run", "local-db", environ={**tls_db_stack.environ, "TLS_CA_CERT": tls_pki.other_ca_cert})
+    assert result.returncode == ConnectionFailed.exit_code
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nndb: error: plugin 'init_sql' failed in nndb_preflight: postgres at 127.0.0.1:")
+    assert "TLS certificate verification failed" in lines[0] and "$TLS_CA_CERT" in lines[0]
+    for value in (*STACK_PASSWORDS.values(), "BEGIN CERTIFICATE", "PRIVATE KEY"):
+        assert value not in result.stderr + result.stdout
+
+
+def test_missing_ca_stops_the_preflight(tls_db_stack: DbStack) -> None:
+    environ = {k: v for k, v in tls_db_stack.environ.items() if k != "TLS_CA_CERT"}
+    result = nndb(tls_db_stack, "hooks", "run", "local-db", environ=environ)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "secret tls_ca_cert is missing: set TLS_CA_CERT or TLS_CA_CERT_FILE" in result.stderr.strip().splitlines()[-1]
+
+
+def test_ca_file_is_private_and_removed_at_close(tls_db_stack: DbStack) -> None:
+    context = context_for(tls_db_stack)
+    tls = context.client_tls()
+    assert tls is not None and tls.sslmode == "verify-full"
+    mode = stat.S_IMODE(os.stat(tls.rootcert).st_mode)
+    assert mode == 0o600
+    assert Path(tls.rootcert).read_text() == tls_db_stack.environ["TLS_CA_CERT"]
+    assert context.client_tls() == tls  # written once per run
+    context.pg("postgres")
+    context.close()
+    assert not Path(tls.rootcert).exists()
+
+
+def test_backups_use_tls_too(tls_db_stack: DbStack) -> None:
+    report = run_in_process(tls_db_stack)  # includes the backup phase: pg_dump and the restore check over TLS
+    assert any(plugin == "backup" for plugin, _ in report.changes), report.changes
+
+
+def test_secrets_check_lists_tls_secrets_only_when_enabled(tls_db_stack: DbStack) -> None:
+    enabled = nndb(tls_db_stack, "secrets", "check", "local-db")
+    assert enabled.returncode == 0, enabled.stderr
+    for name in TLS_NAMES:
+        assert f"\n{name} " in enabled.stdout
+    local = tls_db_stack.project / "config" / "local.toml"
+    local.write_text(local.read_text().replace("[tls]\nenabled = true\n", ""))
+    environ = {k: v for k, v in tls_db_stack.environ.items() if "TLS" not in k}
+    disabled = nndb(tls_db_stack, "secrets", "check", "local-db", environ=environ)
+    assert disabled.returncode == 0, disabled.stderr
+    assert not any(name in disabled.stdout for name in TLS_NAMES)
