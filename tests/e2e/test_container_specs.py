@@ -13,7 +13,10 @@ any container field not mapped below, FAILS the test so a growing stack cannot b
 silently.
 
 One scenario on a copy of the project whose names and published ports are unique (a developer's
-own local-db on the same engine is never touched); teardown removes only what it created.
+own local-db on the same engine is never touched); teardown removes only what it created. A second,
+smaller scenario enables ``[tls]`` in its copy (certificates from the ``tls_pki`` fixture): the
+entrypoint wrapper installs the key, the servers start healthy, accept a ``verify-full`` client and
+refuse a plain one, and the hooks run over TLS.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import redis
 
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.docker_engine import DockerEngine
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import Pki, free_port
 from tests.support.project import REPO_ROOT, copy_project
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +60,7 @@ MAPPED_CONTAINER_FIELDS = frozenset(
         "name",
         "image",
         "command",
+        "entrypoint",
         "env",
         "healthcheck",
         "ports",
@@ -226,7 +230,12 @@ def create_args(block: dict[str, Any], where: str) -> list[str]:
             args += ["--network-alias", alias]
     if "stop_timeout" in block:
         args += ["--stop-timeout", str(block["stop_timeout"])]
-    return [*args, block["image"], *block.get("command", [])]
+    # `docker create --entrypoint` takes one executable: the rest of the entrypoint array goes before
+    # the command, which gives the container the same argv as the provider's entrypoint + command.
+    entrypoint = block.get("entrypoint", [])
+    if entrypoint:
+        args += ["--entrypoint", entrypoint[0]]
+    return [*args, block["image"], *entrypoint[1:], *block.get("command", [])]
 
 
 @dataclass
@@ -246,9 +255,16 @@ class Realized:
         env = dict(entry.split("=", 1) for entry in self.containers[instance].get("env", []))
         return env["POSTGRES_USER"]
 
-    def connect(self, instance: str, user: str, password: str, dbname: str) -> psycopg.Connection:
+    def connect(self, instance: str, user: str, password: str, dbname: str, **kwargs: Any) -> psycopg.Connection:
         return psycopg.connect(
-            host="127.0.0.1", port=self.ports[instance], user=user, password=password, dbname=dbname, connect_timeout=10, autocommit=True
+            host="127.0.0.1",
+            port=self.ports[instance],
+            user=user,
+            password=password,
+            dbname=dbname,
+            connect_timeout=10,
+            autocommit=True,
+            **kwargs,
         )
 
     def redis(self, **kwargs: Any) -> redis.Redis:
@@ -299,10 +315,24 @@ def wait_healthy(realized: Realized, started: dict[str, float], timeouts: dict[s
 
 @pytest.fixture(scope="module")
 def realized(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[Realized]:
-    root = copy_project(tmp_path_factory.mktemp("container-specs") / "project")
-    prefix = f"nndb-cs-{uuid.uuid4().hex[:8]}"
+    yield from realize_copy(tmp_path_factory, "container-specs", "nndb-cs")
+
+
+@pytest.fixture(scope="module")
+def realized_tls(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine, tls_pki: Pki) -> Iterator[Realized]:
+    yield from realize_copy(tmp_path_factory, "container-specs-tls", "nndb-cstls", tls=tls_pki)
+
+
+def realize_copy(
+    tmp_path_factory: pytest.TempPathFactory, directory: str, prefix_base: str, *, tls: Pki | None = None
+) -> Iterator[Realized]:
+    """Synthesize local-db in a renamed project copy (``tls``: with ``[tls] enabled = true``), realize it, tear it down."""
+    root = copy_project(tmp_path_factory.mktemp(directory) / "project")
+    prefix = f"{prefix_base}-{uuid.uuid4().hex[:8]}"
     config_file = root / "config" / "local.toml"
     text = config_file.read_text()
+    if tls is not None:
+        text += "\n[tls]\nenabled = true\n"
     for old, new in (
         ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
         ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
@@ -311,7 +341,7 @@ def realized(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngi
         text = text.replace(old, new)
     config_file.write_text(text)
     ports = {instance: free_port() for instance in INSTANCES}
-    env = {**base_environment(), **PASSWORDS}
+    env = {**base_environment(), **PASSWORDS, **(tls.environ if tls is not None else {})}
     for instance in INSTANCES:
         env[f"{instance.upper()}_HOST"] = "127.0.0.1"
         env[f"{instance.upper()}_PORT"] = str(ports[instance])
@@ -324,7 +354,8 @@ def realized(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngi
         summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in state.timings.items())
         TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
         with TIMINGS_FILE.open("a") as timings:
-            timings.write(f"local-db container specs (docker CLI, not a deploy) phases: {summary}\n")
+            label = "local-db container specs with TLS" if tls is not None else "local-db container specs"
+            timings.write(f"{label} (docker CLI, not a deploy) phases: {summary}\n")
 
 
 def teardown(prefix: str) -> None:
@@ -506,3 +537,29 @@ def test_synthesized_containers_boot_healthy_and_take_the_hooks(realized: Realiz
     state.timings["redis restart"] = time.perf_counter() - start
     with pytest.raises(redis.exceptions.AuthenticationError):
         state.redis().ping()
+
+
+def test_tls_containers_start_with_the_wrapper_and_refuse_plain_clients(realized_tls: Realized, tls_pki: Pki, tmp_path: Path) -> None:
+    state = realized_tls
+    pg_super = {"postgres": PASSWORDS["POSTGRES_PASSWORD"], "timescale": PASSWORDS["TIMESCALE_PASSWORD"]}
+    ca = tmp_path / "ca.pem"
+    ca.write_text(tls_pki.ca_cert)
+    for instance in ("postgres", "timescale"):
+        assert state.containers[instance]["entrypoint"][:2] == ["/bin/sh", "-c"]
+        user = state.superuser(instance)
+        # healthy (wait_healthy) with ssl = on: the wrapper's key copy is what the server reads
+        with state.connect(instance, user, pg_super[instance], "postgres", sslmode="verify-full", sslrootcert=str(ca)) as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SHOW ssl").fetchone() == ("on",)
+            assert conn.execute("SHOW ssl_key_file").fetchone() == ("/run/secrets/tls/server-postgres.key",)
+            assert conn.execute("SHOW hba_file").fetchone() == ("/etc/postgresql/pg_hba.conf",)
+        key = docker("exec", state.name(instance), "stat", "-c", "%U %a", "/run/secrets/tls/server-postgres.key").stdout.decode().split()
+        assert key == ["postgres", "600"]
+        # a plain (non-TLS) client is refused by pg_hba.conf: the published port is not loopback inside the container
+        with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects connection"):
+            state.connect(instance, user, pg_super[instance], "postgres", sslmode="disable")
+    # the hooks connect with verify-full against the CA from TLS_CA_CERT
+    output = state.nndb("hooks over TLS", "hooks", "run", STACK)
+    assert re.search(r"^hooks: [1-9]\d* changes? in ", output, re.MULTILINE), output
+    with state.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth", sslmode="verify-full", sslrootcert=str(ca)) as conn:
+        assert conn.pgconn.ssl_in_use
