@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.config import load_environment
-from nexanest_db.secrets import SECRET_NAMES, SECRET_SPECS, TERRAFORM_SECRET_NAMES
+from nexanest_db.secrets import SECRET_NAMES, SECRET_SPECS, TERRAFORM_SECRET_NAMES, required_secret_names
 from tests.fixtures.servers import DbStack
 from tests.fixtures.vault_server import VaultTestServer
 from tests.support.project import REPO_ROOT, copy_project
@@ -169,9 +169,13 @@ def test_synth_checks_data_source_and_agent_hooks_leak_nothing(tmp_path: Path, v
         source = data_source(project, stack)
         stack_dir = project / "cdktf.out" / "stacks" / stack
         result = run(scan, source["program"], cwd=stack_dir, environ=environ, stdin=json.dumps(source["query"]), values_on_stdout=True)
-        expected = {name: SENTINELS[f"{kind} {name}"] for name in TERRAFORM_SECRET_NAMES}
+        # local-db: no TLS, so no server certificates either; prod-db: TLS enabled, the server pairs too.
+        names = required_secret_names(load_environment(stack, config_dir=project / "config"), terraform_only=True)
+        assert set(names) <= set(TERRAFORM_SECRET_NAMES)
+        expected = {name: SENTINELS[f"{kind} {name}"] for name in names}
         assert json.loads(result.stdout) == expected, "the sentinels Terraform needs reached the program"
         assert SENTINELS[f"{kind} backup_encryption_key"] not in result.stdout, "the backup key is never handed to Terraform"
+        assert SENTINELS[f"{kind} tls_ca_cert"] not in result.stdout, "the clients' CA bundle is never handed to Terraform"
 
     # Terraform Cloud agent hook (a good and a rejected login), then a denied path and a sealed Vault during a plan.
     agent_env = tmp_path / "agent.env"

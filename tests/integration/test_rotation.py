@@ -26,7 +26,7 @@ from tests.fixtures.vault_server import VaultTestServer
 pytestmark = pytest.mark.integration
 
 NNDB = str(Path(sys.executable).parent / "nndb")
-VALUES_BY_NAME = {spec.name: STACK_PASSWORDS[spec.env_var] for spec in SECRET_SPECS}
+VALUES_BY_NAME = {spec.name: STACK_PASSWORDS[spec.env_var] for spec in SECRET_SPECS if not spec.tls}  # local-db: no TLS
 VAULT_SECRETS_TABLE = """[secrets]
 source = "vault"
 [secrets.vault]
