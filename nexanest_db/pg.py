@@ -74,7 +74,7 @@ def describe_connect_error(
             "give the certificate a SAN for the endpoint host (or connect by a name it has)"
         )
     if "no pg_hba.conf entry" in text or "pg_hba.conf rejects connection" in text:
-        tail = "" if tls_hint is not None else "; the server requires TLS: set [tls] enabled = true in the environment's config"
+        tail = "" if tls_hint is not None else "; if the server requires TLS, set [tls] enabled = true in the environment's config"
         return f"{where}: refused by the server's pg_hba.conf for user {user}{tail}"
     if "password authentication failed" in text:
         return f"{where}: password authentication failed for user {user}; check {secret_hint}"

@@ -24,6 +24,10 @@ image sets the superuser password only on an empty data directory, so the
 hooks log in with the previous credential once and set the current one
 (``nexanest_db.pg``).
 
+TLS (``tls.enabled`` only, ``required_secret_names``): ``tls_ca_cert`` is the clients' CA bundle
+(nndb's, never Terraform's); the PostgreSQL/TimescaleDB server certificate and key pairs are
+uploaded into the containers. All five are PEM and have no dev default anywhere.
+
 How the values reach Terraform without entering ``cdk.tf.json`` is described
 in docs/secrets.md: the stack's ``data "external"`` source runs
 ``nndb secrets terraform-external <stack>`` with ``external_query(...)`` as its

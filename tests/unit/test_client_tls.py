@@ -58,5 +58,5 @@ def test_tls_errors_are_one_clear_line() -> None:
     hba = 'FATAL:  pg_hba.conf rejects connection for host "10.0.0.2", user "nexanest", database "postgres", no encryption'
     assert _describe(hba, None) == (
         "postgres at pgdb.nn.local:5432: refused by the server's pg_hba.conf for user nexanest; "
-        "the server requires TLS: set [tls] enabled = true in the environment's config"
+        "if the server requires TLS, set [tls] enabled = true in the environment's config"
     )
