@@ -29,11 +29,10 @@ from nexanest_db.constructs import (
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
-from nexanest_db.roles import REDIS_DEFAULT_SECRET, all_services
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
 from nexanest_db.stacks.inputs import StackInputs
 
-SUPERUSER_SECRET = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
 TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
 
 
@@ -120,7 +119,7 @@ class DatabaseStack(TerraformStack):
                     container_name=f"{config.name_prefix}-{instance}",
                     image=spec.image,
                     superuser=spec.superuser,
-                    password=secrets.sensitive(SUPERUSER_SECRET[instance]),
+                    password=secrets.sensitive(SUPERUSER_SECRETS[instance]),
                     published=published(instance),
                     limits=limits(instance),
                     health=health,
