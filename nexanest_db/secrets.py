@@ -25,8 +25,9 @@ hooks log in with the previous credential once and set the current one
 (``nexanest_db.pg``).
 
 TLS (``tls.enabled`` only, ``required_secret_names``): ``tls_ca_cert`` is the clients' CA bundle
-(nndb's, never Terraform's); the PostgreSQL/TimescaleDB server certificate and key pairs are
-uploaded into the containers. All five are PEM and have no dev default anywhere.
+(nndb's; Terraform uploads it into the Redis container too, for its ``redis-cli --tls`` health
+check); the PostgreSQL/TimescaleDB/Redis server certificate and key pairs are uploaded into the
+containers. All seven are PEM and have no dev default anywhere.
 
 How the values reach Terraform without entering ``cdk.tf.json`` is described
 in docs/secrets.md: the stack's ``data "external"`` source runs
@@ -89,13 +90,14 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
         min_length=BACKUP_KEY_MIN_LENGTH,
     ),
     # TLS (only with tls.enabled): the CA bundle only clients (nndb) need; the server pairs are uploaded into the containers.
-    SecretSpec(
-        name="tls_ca_cert", env_var="TLS_CA_CERT", description="CA bundle (PEM) clients verify the servers with", terraform=False, tls=True
-    ),
+    # The CA is public; Terraform gets it too because the Redis health check (redis-cli --tls) verifies the server with it.
+    SecretSpec(name="tls_ca_cert", env_var="TLS_CA_CERT", description="CA bundle (PEM) clients verify the servers with", tls=True),
     SecretSpec(name="postgres_tls_cert", env_var="POSTGRES_TLS_CERT", description="PostgreSQL server certificate (PEM)", tls=True),
     SecretSpec(name="postgres_tls_key", env_var="POSTGRES_TLS_KEY", description="PostgreSQL server private key (PEM)", tls=True),
     SecretSpec(name="timescale_tls_cert", env_var="TIMESCALE_TLS_CERT", description="TimescaleDB server certificate (PEM)", tls=True),
     SecretSpec(name="timescale_tls_key", env_var="TIMESCALE_TLS_KEY", description="TimescaleDB server private key (PEM)", tls=True),
+    SecretSpec(name="redis_tls_cert", env_var="REDIS_TLS_CERT", description="Redis server certificate (PEM)", tls=True),
+    SecretSpec(name="redis_tls_key", env_var="REDIS_TLS_KEY", description="Redis server private key (PEM)", tls=True),
 )
 SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS)  # every credential
 # What the stack's data "external" source (``nndb secrets terraform-external``) returns: the stack's DeploySecrets names.

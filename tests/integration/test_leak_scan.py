@@ -175,7 +175,6 @@ def test_synth_checks_data_source_and_agent_hooks_leak_nothing(tmp_path: Path, v
         expected = {name: SENTINELS[f"{kind} {name}"] for name in names}
         assert json.loads(result.stdout) == expected, "the sentinels Terraform needs reached the program"
         assert SENTINELS[f"{kind} backup_encryption_key"] not in result.stdout, "the backup key is never handed to Terraform"
-        assert SENTINELS[f"{kind} tls_ca_cert"] not in result.stdout, "the clients' CA bundle is never handed to Terraform"
 
     # Terraform Cloud agent hook (a good and a rejected login), then a denied path and a sealed Vault during a plan.
     agent_env = tmp_path / "agent.env"

@@ -203,21 +203,30 @@ def test_prod_never_reads_the_environment_even_if_config_validation_is_bypassed(
 def test_backup_key_is_a_credential_but_not_terraforms() -> None:
     assert "backup_encryption_key" in SECRET_NAMES
     assert spec_for("backup_encryption_key").env_var == "BACKUP_ENCRYPTION_KEY"
-    assert tuple(name for name in SECRET_NAMES if name not in {"backup_encryption_key", "tls_ca_cert"}) == TERRAFORM_SECRET_NAMES
-    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key", "tls_ca_cert"]
+    assert tuple(name for name in SECRET_NAMES if name != "backup_encryption_key") == TERRAFORM_SECRET_NAMES
+    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key"]
 
 
 def test_tls_secrets_are_required_only_with_tls_enabled() -> None:
-    assert TLS_SECRET_NAMES == ("tls_ca_cert", "postgres_tls_cert", "postgres_tls_key", "timescale_tls_cert", "timescale_tls_key")
+    assert TLS_SECRET_NAMES == (
+        "tls_ca_cert",
+        "postgres_tls_cert",
+        "postgres_tls_key",
+        "timescale_tls_cert",
+        "timescale_tls_key",
+        "redis_tls_cert",
+        "redis_tls_key",
+    )
     local = load_environment("local-db", config_dir=CONFIG_DIR)
     staging = load_environment("staging-db", config_dir=CONFIG_DIR)
     assert not local.tls.enabled and staging.tls.enabled
     assert not set(TLS_SECRET_NAMES) & set(required_secret_names(local))
     assert set(TLS_SECRET_NAMES) <= set(required_secret_names(staging))
     assert required_secret_names(staging) == SECRET_NAMES
-    # Terraform gets the server pairs (uploaded into the containers), never the clients' CA bundle or the backup key.
+    # Terraform gets the server pairs and the CA (uploaded into the containers; the CA for Redis's
+    # redis-cli --tls health check), never the backup key.
     assert required_secret_names(staging, terraform_only=True) == TERRAFORM_SECRET_NAMES
-    assert "tls_ca_cert" not in TERRAFORM_SECRET_NAMES
+    assert "tls_ca_cert" in TERRAFORM_SECRET_NAMES
     assert not set(TLS_SECRET_NAMES) & set(required_secret_names(local, terraform_only=True))
     assert required_secret_names(tls=True, terraform_only=True) == TERRAFORM_SECRET_NAMES
 
