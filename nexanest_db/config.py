@@ -48,6 +48,12 @@ MANAGED_SETTINGS: frozenset[str] = frozenset(
         "ssl_ca_file",
         "ssl_min_protocol_version",
         "hba_file",
+        "tls-port",
+        "tls-cert-file",
+        "tls-key-file",
+        "tls-ca-cert-file",
+        "tls-auth-clients",
+        "tls-protocols",
     }
 )
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -25,6 +25,9 @@ TLS_CERT_PATH = "/run/secrets/tls/server.crt"
 TLS_KEY_UPLOAD_PATH = "/run/secrets/tls/server.key"
 TLS_KEY_PATH = "/run/secrets/tls/server-postgres.key"
 HBA_PATH = "/etc/postgresql/pg_hba.conf"
+# Redis (tls.enabled): same uploads, its own redis-owned key copy, and the CA for redis-cli --tls in the health check.
+REDIS_TLS_KEY_PATH = "/run/secrets/tls/server-redis.key"
+TLS_CA_PATH = "/run/secrets/tls/ca.crt"
 
 _TEMPLATES = {"postgres": "postgres.conf.j2", "timescale": "timescale.conf.j2", "redis": "redis.conf.j2"}
 
@@ -99,9 +102,25 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
         )
 
     redis_settings = sorted((key, _redis_value(value)) for key, value in config.redis.settings.items())
+    redis_tls = (
+        {
+            "cert_file": TLS_CERT_PATH,
+            "key_file": REDIS_TLS_KEY_PATH,
+            # Redis takes a list of versions: the minimum and everything newer.
+            "protocols": "TLSv1.2 TLSv1.3" if config.tls.min_protocol == "TLSv1.2" else "TLSv1.3",
+        }
+        if config.tls.enabled
+        else None
+    )
     redis = _render(
         env,
         _TEMPLATES["redis"],
-        {**common, "container_port": config.redis.container_port, "acl_file": REDIS_ACL_PATH, "settings": redis_settings},
+        {
+            **common,
+            "container_port": config.redis.container_port,
+            "acl_file": REDIS_ACL_PATH,
+            "settings": redis_settings,
+            "tls": redis_tls,
+        },
     )
     return RenderedConfigs(postgres=postgres_like("postgres"), timescale=postgres_like("timescale"), redis=redis)

@@ -5,7 +5,7 @@ from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsPr
 from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
-from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps
+from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps, RedisTls
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "RedisAclUser",
     "RedisInstance",
     "RedisInstanceProps",
+    "RedisTls",
 ]

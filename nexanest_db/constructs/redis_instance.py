@@ -14,12 +14,34 @@ from constructs import Construct
 
 from nexanest_db.constructs import shared
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
+from nexanest_db.rendering import REDIS_TLS_KEY_PATH, TLS_CA_PATH, TLS_CERT_PATH, TLS_KEY_UPLOAD_PATH
 
 DATA_DIR = "/data"
 PASSWORD_FILE = "/run/secrets/redis_password"  # noqa: S105 - a path, not a password
 
 
 _ACL_USER = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+# Uploads are root-owned and redis-server runs as the image's redis user: like the PostgreSQL
+# wrapper, install a 0600 redis-owned copy of the key (the one redis.conf names), then hand over
+# to the image's entrypoint with the unchanged command.
+TLS_ENTRYPOINT_SCRIPT = (
+    f'set -e; install -m 0600 -o redis -g redis {TLS_KEY_UPLOAD_PATH} {REDIS_TLS_KEY_PATH}; exec docker-entrypoint.sh "$@"'
+)
+TLS_ENTRYPOINT: tuple[str, ...] = ("/bin/sh", "-c", TLS_ENTRYPOINT_SCRIPT, "nndb-tls-entrypoint")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisTls:
+    """The server's TLS pair and the CA the health check verifies it with (PEM; Terraform references)."""
+
+    cert: str
+    key: str
+    ca: str
+
+    def __post_init__(self) -> None:
+        if not (self.cert and self.key and self.ca):
+            raise ValueError("Redis TLS needs the certificate, the key and the CA")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +76,7 @@ class RedisInstanceProps:
     acl_path: str
     labels: Mapping[str, str]
     protect_data: bool = False
+    tls: RedisTls | None = None
     log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
 
     def __post_init__(self) -> None:
@@ -88,7 +111,18 @@ class RedisInstance(Construct):
             FileUpload(path=PASSWORD_FILE, content=props.password),
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).
-        check = f'REDISCLI_AUTH="$(cat {PASSWORD_FILE})" redis-cli -p {props.published.container_port} ping | grep -q PONG'
+        tls_flags = ""
+        extra: dict[str, object] = {}
+        if props.tls is not None:
+            files += [
+                FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
+                FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
+                FileUpload(path=TLS_CA_PATH, content=props.tls.ca, permissions="0444"),
+            ]
+            extra["entrypoint"] = list(TLS_ENTRYPOINT)
+            # The health check verifies the server certificate against the uploaded CA (no --insecure).
+            tls_flags = f" --tls --cacert {TLS_CA_PATH}"
+        check = f'REDISCLI_AUTH="$(cat {PASSWORD_FILE})" redis-cli{tls_flags} -p {props.published.container_port} ping | grep -q PONG'
         self.container = Container(
             self,
             "container",
@@ -100,6 +134,7 @@ class RedisInstance(Construct):
             ports=[shared.port(props.published)],
             networks_advanced=[shared.network_attachment(props.network_name, props.network_alias)],
             healthcheck=props.health.healthcheck(check),
+            **extra,
             **shared.runtime_arguments(limits=props.limits, health=props.health, labels_=props.labels, log_opts=props.log_opts),
         )
         self.container_name: str = props.container_name

@@ -25,6 +25,7 @@ from nexanest_db.constructs import (
     RedisAclUser,
     RedisInstance,
     RedisInstanceProps,
+    RedisTls,
 )
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import standard_labels
@@ -136,6 +137,11 @@ class DatabaseStack(TerraformStack):
                 ),
             )
 
+        redis_tls = None
+        if config.tls.enabled:
+            redis_tls = RedisTls(
+                cert=secrets.sensitive("redis_tls_cert"), key=secrets.sensitive("redis_tls_key"), ca=secrets.sensitive("tls_ca_cert")
+            )
         redis = RedisInstance(
             self,
             "redis",
@@ -159,6 +165,7 @@ class DatabaseStack(TerraformStack):
                 config_content=inputs.rendered.redis,
                 acl_path=REDIS_ACL_PATH,
                 labels=labels_for("redis"),
+                tls=redis_tls,
                 protect_data=config.protected,
             ),
         )

@@ -191,9 +191,40 @@ def test_tls_uploads_wrapper_and_conf_in_staging_and_prod(stacks: dict[str, dict
                 ["hostssl", "all", "all", "all", "scram-sha-256"],
                 ["host", "all", "all", "all", "reject"],
             ]
-        assert "entrypoint" not in found["redis"]
         query = next(iter(stacks[name]["data"]["external"].values()))["query"]
         assert query["tls"] == "enabled"
+
+
+def test_redis_tls_uploads_wrapper_conf_and_health_check_in_staging_and_prod(stacks: dict[str, dict]) -> None:
+    for name in ("staging-db", "prod-db"):
+        redis = containers(stacks[name])["redis"]
+        files = {u["file"]: u for u in redis["upload"]}
+        assert files["/run/secrets/tls/server.crt"]["permissions"] == "0444"
+        assert 'result["redis_tls_cert"]' in files["/run/secrets/tls/server.crt"]["content"]
+        assert files["/run/secrets/tls/server.key"]["permissions"] == "0400"
+        assert files["/run/secrets/tls/server.key"]["content"].startswith("${sensitive(")
+        assert 'result["redis_tls_key"]' in files["/run/secrets/tls/server.key"]["content"]
+        assert files["/run/secrets/tls/ca.crt"]["permissions"] == "0444"
+        assert 'result["tls_ca_cert"]' in files["/run/secrets/tls/ca.crt"]["content"]
+        entrypoint = redis["entrypoint"]
+        assert entrypoint[:2] == ["/bin/sh", "-c"]
+        assert "install -m 0600 -o redis -g redis /run/secrets/tls/server.key /run/secrets/tls/server-redis.key" in entrypoint[2]
+        assert entrypoint[2].endswith('exec docker-entrypoint.sh "$@"')
+        assert redis["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+        conf = files["/usr/local/etc/redis/redis.conf"]["content"]
+        for line in (
+            "port 0",
+            "tls-port 6379",
+            "tls-cert-file /run/secrets/tls/server.crt",
+            "tls-key-file /run/secrets/tls/server-redis.key",
+            "tls-auth-clients no",
+            'tls-protocols "TLSv1.2 TLSv1.3"',
+        ):
+            assert f"\n{line}\n" in conf
+        assert "\nport 6379\n" not in conf
+        test = " ".join(redis["healthcheck"]["test"])
+        assert "redis-cli --tls --cacert /run/secrets/tls/ca.crt -p 6379 ping" in test
+        assert "--insecure" not in test
 
 
 def test_no_tls_in_local_and_dev(stacks: dict[str, dict]) -> None:
@@ -203,6 +234,8 @@ def test_no_tls_in_local_and_dev(stacks: dict[str, dict]) -> None:
             assert not any("/tls/" in u["file"] or u["file"].endswith("pg_hba.conf") for u in container["upload"])
             conf = [u["content"] for u in container["upload"] if u["file"].endswith("postgresql.conf")]
             assert not any("ssl" in c for c in conf)
+            redis_conf = [u["content"] for u in container["upload"] if u["file"].endswith("redis.conf")]
+            assert not any("tls" in c for c in redis_conf)
         query = next(iter(stacks[name]["data"]["external"].values()))["query"]
         assert "tls" not in query
 
@@ -214,3 +247,5 @@ def test_tls_min_protocol_reaches_the_conf(tmp_path: Path) -> None:
     out = synth(root, tmp_path / "out", environ={}, stacks=("staging-db",))
     conf = upload(containers(out["staging-db"])["timescale"], "/etc/postgresql/postgresql.conf")
     assert "\nssl_min_protocol_version = 'TLSv1.3'\n" in conf
+    redis_conf = upload(containers(out["staging-db"])["redis"], "/usr/local/etc/redis/redis.conf")
+    assert '\ntls-protocols "TLSv1.3"\n' in redis_conf
