@@ -5,7 +5,8 @@ written once per run to a private temp file (0600, in a 0700 directory) that is 
 run closes its context, and at interpreter exit at the latest. Connections then use
 ``sslmode = tls.client_sslmode`` (default ``verify-full``: the endpoint host name must be in the
 server certificate's SANs, e.g. ``pgdb.nn.local``) and ``sslrootcert = <that file>``; pg_dump and
-pg_restore get the same through ``PGSSLMODE``/``PGSSLROOTCERT``.
+pg_restore get the same through ``PGSSLMODE``/``PGSSLROOTCERT``. The Redis client (redis-py) uses the
+same file: ``ssl_ca_certs``, a required certificate, and host name checking exactly for ``verify-full``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ class ClientTls:
 
     def connect_kwargs(self) -> dict[str, str]:
         return {"sslmode": self.sslmode, "sslrootcert": str(self.rootcert)}
+
+    def redis_kwargs(self) -> dict[str, object]:
+        """redis-py's TLS arguments: always verify the chain; check the host name only for ``verify-full``."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.rootcert),
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": self.sslmode == "verify-full",
+        }
 
     def env(self) -> dict[str, str]:
         return {"PGSSLMODE": self.sslmode, "PGSSLROOTCERT": str(self.rootcert)}

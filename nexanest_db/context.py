@@ -104,6 +104,8 @@ class HookContext:
                 password=self.password(REDIS_DEFAULT_SECRET),
                 secret_hint=self.credentials.describe(REDIS_DEFAULT_SECRET),
                 timeout_s=self.connect_timeout_s,
+                tls=self.client_tls(),
+                tls_hint=self.credentials.describe(CA_SECRET) if self.config.tls.enabled else None,
             )
         return self._redis
 

@@ -6,14 +6,24 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import HostPort
 from nexanest_db.errors import ConnectionFailed
 
 
-def connect_redis(*, endpoint: HostPort, password: str, secret_hint: str, timeout_s: float) -> redis.Redis:
-    """A client authenticated as ``default`` that has answered PING."""
+def connect_redis(
+    *,
+    endpoint: HostPort,
+    password: str,
+    secret_hint: str,
+    timeout_s: float,
+    tls: ClientTls | None = None,
+    tls_hint: str | None = None,
+) -> redis.Redis:
+    """A client authenticated as ``default`` that has answered PING (over TLS when ``tls`` is given)."""
     where = f"redis at {endpoint.host}:{endpoint.port}"
     client = redis.Redis(
+        **(tls.redis_kwargs() if tls is not None else {}),
         host=endpoint.host,
         port=endpoint.port,
         username="default",
@@ -37,7 +47,24 @@ def connect_redis(*, endpoint: HostPort, password: str, secret_hint: str, timeou
             f"{where}: no answer within {timeout_s:g}s; check REDIS_HOST/REDIS_PORT (or DB_HOST) and that the server is up"
         ) from None
     except redis.ConnectionError as exc:
-        reason = "connection refused" if "refused" in str(exc).lower() else str(exc).splitlines()[0]
+        text = str(exc)
+        if tls is not None and "certificate verify failed" in text:
+            if "mismatch" in text:  # OpenSSL: "Hostname mismatch" / "IP address mismatch"
+                raise ConnectionFailed(
+                    f"{where}: TLS: the server certificate does not name {endpoint.host}; "
+                    "give the certificate a SAN for the endpoint host (or connect by a name it has)"
+                ) from None
+            raise ConnectionFailed(
+                f"{where}: TLS certificate verification failed; the server certificate is not signed by the CA bundle "
+                f"in {tls_hint} (check that bundle and the server's certificate)"
+            ) from None
+        if tls is None and ("closed by server" in text.lower() or "reset by peer" in text.lower()):
+            # A TLS-only server (port 0, tls-port) drops a plain client's first command.
+            raise ConnectionFailed(
+                f"{where}: the server dropped the plain connection; if the server requires TLS, "
+                "set [tls] enabled = true in the environment's config"
+            ) from None
+        reason = "connection refused" if "refused" in text.lower() else (text.splitlines() or ["connection failed"])[0]
         raise ConnectionFailed(
             f"{where}: {reason}; is the server up and published on that port? (check REDIS_HOST/REDIS_PORT or DB_HOST)"
         ) from None
