@@ -8,14 +8,26 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
+from nexanest_db.client_tls import ClientTls
+from nexanest_db.config import HostPort
 from nexanest_db.errors import ConnectionFailed
+from nexanest_db.redis_session import connect_redis
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack, Pki
 from tests.integration.hooks_support import context_for, nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 
-TLS_NAMES = ("tls_ca_cert", "postgres_tls_cert", "postgres_tls_key", "timescale_tls_cert", "timescale_tls_key")
+TLS_NAMES = (
+    "tls_ca_cert",
+    "postgres_tls_cert",
+    "postgres_tls_key",
+    "timescale_tls_cert",
+    "timescale_tls_key",
+    "redis_tls_cert",
+    "redis_tls_key",
+)
 
 
 def test_hooks_run_over_verified_tls(tls_db_stack: DbStack) -> None:
@@ -45,7 +57,9 @@ def test_without_tls_config_the_hooks_say_the_server_wants_tls(tls_db_stack: DbS
     assert result.returncode == ConnectionFailed.exit_code
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert "refused by the server's pg_hba.conf" in line and "[tls] enabled = true" in line
+    # Whichever preflight connects first (PostgreSQL's pg_hba.conf or TLS-only Redis) says the server wants TLS.
+    assert "[tls] enabled = true" in line
+    assert "refused by the server's pg_hba.conf" in line or "redis at 127.0.0.1:" in line
 
 
 def test_wrong_ca_fails_with_one_clear_line(tls_db_stack: DbStack, tls_pki: Pki) -> None:
@@ -54,7 +68,12 @@ def test_wrong_ca_fails_with_one_clear_line(tls_db_stack: DbStack, tls_pki: Pki)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("nndb: error: plugin 'init_sql' failed in nndb_preflight: postgres at 127.0.0.1:")
+    assert lines[0].startswith(
+        (
+            "nndb: error: plugin 'init_sql' failed in nndb_preflight: postgres at 127.0.0.1:",
+            "nndb: error: plugin 'redis_acl' failed in nndb_preflight: redis at 127.0.0.1:",
+        )
+    )
     assert "TLS certificate verification failed" in lines[0] and "$TLS_CA_CERT" in lines[0]
     for value in (*STACK_PASSWORDS.values(), "BEGIN CERTIFICATE", "PRIVATE KEY"):
         assert value not in result.stderr + result.stdout
@@ -97,3 +116,57 @@ def test_secrets_check_lists_tls_secrets_only_when_enabled(tls_db_stack: DbStack
     disabled = nndb(tls_db_stack, "secrets", "check", "local-db", environ=environ)
     assert disabled.returncode == 0, disabled.stderr
     assert not any(name in disabled.stdout for name in TLS_NAMES)
+
+
+# --- Redis (TLS-only: port 0, tls-port) -----------------------------------------------------------
+
+
+def test_hooks_reach_redis_over_tls_and_its_acl_users_work(tls_db_stack: DbStack) -> None:
+    result = nndb(tls_db_stack, "hooks", "run", "local-db")
+    assert result.returncode == 0, result.stderr
+    # The hooks' Redis step created the service users over TLS: they log in (over TLS, verified) with their passwords.
+    auth = tls_db_stack.redis.client(username="auth", password=STACK_PASSWORDS["AUTH_REDIS_PASSWORD"], ssl_check_hostname=True)
+    assert auth.set("auth:tls", "1") and auth.get("auth:tls") == "1"
+    context = context_for(tls_db_stack)
+    try:
+        client = context.redis()
+        assert client.connection_pool.connection_kwargs["ssl_check_hostname"] is True  # verify-full
+        assert client.ping()
+    finally:
+        context.close()
+
+
+def test_plain_redis_client_is_refused(tls_db_stack: DbStack) -> None:
+    plain = tls_db_stack.redis.client(ssl=False)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()
+
+
+def test_redis_with_a_wrong_ca_fails_with_one_clear_line(tls_db_stack: DbStack, tls_pki: Pki, tmp_path: Path) -> None:
+    wrong = tmp_path / "other-ca.pem"
+    wrong.write_text(tls_pki.other_ca_cert)
+    with pytest.raises(ConnectionFailed) as failed:
+        connect_redis(
+            endpoint=HostPort(host=tls_db_stack.redis.host, port=tls_db_stack.redis.port),
+            password=STACK_PASSWORDS["REDIS_PASSWORD"],
+            secret_hint="$REDIS_PASSWORD",
+            timeout_s=5,
+            tls=ClientTls(sslmode="verify-full", rootcert=wrong),
+            tls_hint="$TLS_CA_CERT",
+        )
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith(f"redis at {tls_db_stack.redis.host}:{tls_db_stack.redis.port}: TLS certificate verification failed")
+    assert "$TLS_CA_CERT" in message
+
+
+def test_plain_redis_session_against_a_tls_server_says_so(tls_db_stack: DbStack) -> None:
+    with pytest.raises(ConnectionFailed) as failed:
+        connect_redis(
+            endpoint=HostPort(host=tls_db_stack.redis.host, port=tls_db_stack.redis.port),
+            password=STACK_PASSWORDS["REDIS_PASSWORD"],
+            secret_hint="$REDIS_PASSWORD",
+            timeout_s=5,
+        )
+    assert "\n" not in str(failed.value)
+    assert "[tls] enabled = true" in str(failed.value)
