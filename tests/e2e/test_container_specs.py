@@ -15,8 +15,9 @@ silently.
 One scenario on a copy of the project whose names and published ports are unique (a developer's
 own local-db on the same engine is never touched); teardown removes only what it created. A second,
 smaller scenario enables ``[tls]`` in its copy (certificates from the ``tls_pki`` fixture): the
-entrypoint wrapper installs the key, the servers start healthy, accept a ``verify-full`` client and
-refuse a plain one, and the hooks run over TLS.
+entrypoint wrapper installs the key, the servers (PostgreSQL, TimescaleDB and TLS-only Redis, whose
+health check verifies it with the uploaded CA) start healthy, accept a verified client and refuse a
+plain one, and the hooks (the Redis ACL step included) run over TLS.
 """
 
 from __future__ import annotations
@@ -563,3 +564,13 @@ def test_tls_containers_start_with_the_wrapper_and_refuse_plain_clients(realized
     assert re.search(r"^hooks: [1-9]\d* changes? in ", output, re.MULTILINE), output
     with state.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth", sslmode="verify-full", sslrootcert=str(ca)) as conn:
         assert conn.pgconn.ssl_in_use
+    # Redis: healthy (its health check is redis-cli --tls --cacert), TLS only, the hooks' ACL users work over TLS
+    assert state.containers["redis"]["entrypoint"][:2] == ["/bin/sh", "-c"]
+    key = docker("exec", state.name("redis"), "stat", "-c", "%U %a", "/run/secrets/tls/server-redis.key").stdout.decode().split()
+    assert key == ["redis", "600"]
+    tls_kwargs = {"ssl": True, "ssl_ca_certs": str(ca), "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    assert state.redis(password=PASSWORDS["REDIS_PASSWORD"], **tls_kwargs).config_get("port") == {"port": "0"}
+    with pytest.raises(redis.exceptions.ConnectionError):
+        state.redis(password=PASSWORDS["REDIS_PASSWORD"]).ping()
+    auth = state.redis(username="auth", password=PASSWORDS["AUTH_REDIS_PASSWORD"], **tls_kwargs)
+    assert auth.set("auth:tls", "1") and auth.get("auth:tls") == "1"
