@@ -60,3 +60,12 @@ def test_tls_errors_are_one_clear_line() -> None:
         "postgres at pgdb.nn.local:5432: refused by the server's pg_hba.conf for user nexanest; "
         "if the server requires TLS, set [tls] enabled = true in the environment's config"
     )
+
+
+def test_redis_kwargs_verify_the_chain_and_the_host_name_only_for_verify_full(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    full = ClientTls(sslmode="verify-full", rootcert=ca).redis_kwargs()
+    assert full == {"ssl": True, "ssl_ca_certs": str(ca), "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    for mode in ("verify-ca", "require"):
+        kwargs = ClientTls(sslmode=mode, rootcert=ca).redis_kwargs()
+        assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_check_hostname"] is False
