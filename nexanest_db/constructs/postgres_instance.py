@@ -38,11 +38,7 @@ host     all      all  ::1/128      scram-sha-256
 hostssl  all      all  all          scram-sha-256
 host     all      all  all          reject
 """
-# POSIX sh (Debian dash, Alpine busybox): copy the key for the postgres user, then run the image's entrypoint.
-TLS_ENTRYPOINT_SCRIPT = (
-    f'set -e; install -m 0600 -o postgres -g postgres {TLS_KEY_UPLOAD_PATH} {TLS_KEY_PATH}; exec docker-entrypoint.sh "$@"'
-)
-TLS_ENTRYPOINT: tuple[str, ...] = ("/bin/sh", "-c", TLS_ENTRYPOINT_SCRIPT, "nndb-tls-entrypoint")
+TLS_ENTRYPOINT = shared.key_owner_entrypoint(user="postgres", uploaded_key=TLS_KEY_UPLOAD_PATH, key_path=TLS_KEY_PATH)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,13 +22,7 @@ PASSWORD_FILE = "/run/secrets/redis_password"  # noqa: S105 - a path, not a pass
 
 _ACL_USER = re.compile(r"^[a-zA-Z0-9_-]+$")
 
-# Uploads are root-owned and redis-server runs as the image's redis user: like the PostgreSQL
-# wrapper, install a 0600 redis-owned copy of the key (the one redis.conf names), then hand over
-# to the image's entrypoint with the unchanged command.
-TLS_ENTRYPOINT_SCRIPT = (
-    f'set -e; install -m 0600 -o redis -g redis {TLS_KEY_UPLOAD_PATH} {REDIS_TLS_KEY_PATH}; exec docker-entrypoint.sh "$@"'
-)
-TLS_ENTRYPOINT: tuple[str, ...] = ("/bin/sh", "-c", TLS_ENTRYPOINT_SCRIPT, "nndb-tls-entrypoint")
+TLS_ENTRYPOINT = shared.key_owner_entrypoint(user="redis", uploaded_key=TLS_KEY_UPLOAD_PATH, key_path=REDIS_TLS_KEY_PATH)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -146,3 +146,13 @@ def runtime_arguments(*, limits: ContainerLimits, health: HealthPolicy, labels_:
         "log_opts": dict(sorted(log_opts.items())),
         "must_run": True,
     }
+
+
+def key_owner_entrypoint(*, user: str, uploaded_key: str, key_path: str) -> list[str]:
+    """An entrypoint that gives ``user`` a 0600 copy of a TLS key, then runs the image's own entrypoint.
+
+    Uploads are root-owned, and both PostgreSQL and Redis run as an unprivileged user that must own
+    its key; POSIX sh and ``install`` exist in the Debian and Alpine official images alike.
+    """
+    script = f'set -e; install -m 0600 -o {user} -g {user} {uploaded_key} {key_path}; exec docker-entrypoint.sh "$@"'
+    return ["/bin/sh", "-c", script, "nndb-tls-entrypoint"]
