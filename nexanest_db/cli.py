@@ -15,7 +15,7 @@ from nexanest_db.errors import NndbError
 
 
 def build_app() -> typer.Typer:
-    from nexanest_db.commands import backup, hooks, migrate, secrets, synth
+    from nexanest_db.commands import backup, hooks, lifecycle, migrate, secrets, synth
 
     app = typer.Typer(name="nndb", help="Operate the NexaNest database tier.", no_args_is_help=True, add_completion=False)
     app.add_typer(hooks.app, name="hooks")
@@ -23,6 +23,8 @@ def build_app() -> typer.Typer:
     app.add_typer(backup.app, name="backup")
     app.add_typer(secrets.app, name="secrets")
     app.command(name="synth")(synth.synth)
+    app.command(name="wait-ready")(lifecycle.wait_ready_command)
+    app.command(name="before-destroy")(lifecycle.before_destroy_command)
     return app
 
 

@@ -214,6 +214,17 @@ class TlsConfig(_Model):
     min_protocol: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
 
 
+class DestroyPolicy(_Model):
+    """What ``cdktf destroy`` needs before any container or data volume goes (docs/deploy.md).
+
+    ``require_confirmation``: the destroy runs only with ``NNDB_CONFIRM_DESTROY=<stack>`` in its
+    environment. Whatever the setting, every service database gets a backup proven by a restore
+    first (``NNDB_DESTROY_WITHOUT_BACKUP=<stack>`` skips it when the databases cannot answer).
+    """
+
+    require_confirmation: bool = True
+
+
 class ServiceConfig(_Model):
     """One microservice's slice of the tier (ADR: each service owns its schema)."""
 
@@ -243,6 +254,7 @@ class EnvironmentConfig(_Model):
     backup: BackupPolicy
     services: dict[str, ServiceConfig]
     tls: TlsConfig = TlsConfig()
+    destroy: DestroyPolicy = DestroyPolicy()
 
     @property
     def stack(self) -> str:

@@ -50,3 +50,9 @@ class BackupError(NndbError):
     """Taking, listing or verifying a backup failed."""
 
     exit_code = 7
+
+
+class DestroyRefused(NndbError):
+    """A destroy was stopped before anything was removed: not confirmed, or no proven backup."""
+
+    exit_code = 8

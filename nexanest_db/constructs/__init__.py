@@ -2,6 +2,7 @@
 
 from nexanest_db.constructs.database_network import DatabaseNetwork, DatabaseNetworkProps
 from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsProps
+from nexanest_db.constructs.destroy_guard import DestroyGuard, DestroyGuardProps
 from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
@@ -14,6 +15,8 @@ __all__ = [
     "DatabaseNetworkProps",
     "DeploySecrets",
     "DeploySecretsProps",
+    "DestroyGuard",
+    "DestroyGuardProps",
     "DockerEngine",
     "DockerEngineProps",
     "FileUpload",

@@ -2,12 +2,20 @@
 
 A ``terraform_data`` resource is replaced whenever the content hash of
 ``sql/``, the rendered configuration, any database container id, or the
-(sensitive) digest of the secrets changes;
-its local-exec provisioner then runs ``nndb hooks run <stack>`` from the stack
-directory (``cdktf.out/stacks/<stack>/``; the CLI finds the project by walking
-up). A failing hook fails the apply, and Terraform taints the resource so the
-next deploy runs the hooks again. An unchanged deploy plans nothing and runs
-nothing; ``nndb hooks run <stack>`` is the manual way (idempotent).
+(sensitive) digest of the secrets changes. Its local-exec provisioners then run,
+in order, from the stack directory (``cdktf.out/stacks/<stack>/``; the CLI finds
+the project by walking up):
+
+1. ``nndb wait-ready <stack>``: the containers are created with ``wait = false``
+   (see ``shared.runtime_arguments``), so the deploy waits here until every
+   database answers on its published port (a PostgreSQL ping, a Redis PING),
+   bounded by ``healthcheck.deploy_wait_timeout_s``. A container that does not
+   come up fails the apply with one line: its name, state and last log lines.
+2. ``nndb hooks run <stack>``.
+
+A failing step fails the apply, and Terraform taints the resource so the next
+deploy runs both again. An unchanged deploy plans nothing and runs nothing;
+``nndb hooks run <stack>`` is the manual way (idempotent).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from cdktf import AssetType, DataResource, ITerraformDependable, LocalExecProvis
 from constructs import Construct
 
 HOOKS_COMMAND: tuple[str, ...] = ("nndb", "hooks", "run")
+READY_COMMAND: tuple[str, ...] = ("nndb", "wait-ready")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -53,6 +62,7 @@ class PostApplyHooks(Construct):
     def __init__(self, scope: Construct, id: str, *, props: PostApplyHooksProps) -> None:
         super().__init__(scope, id)
         self.command = " ".join([*HOOKS_COMMAND, props.stack])
+        self.ready_command = " ".join([*READY_COMMAND, props.stack])
         triggers = {f"content_{k}": v for k, v in sorted(props.content_hashes.items())}
         triggers.update({f"container_{k}": v for k, v in sorted(props.container_ids.items())})
         if props.secrets_fingerprint is not None:
@@ -70,10 +80,9 @@ class PostApplyHooks(Construct):
             triggers_replace=triggers,
             depends_on=list(props.depends_on),
             provisioners=[
-                LocalExecProvisioner(
-                    type="local-exec",
-                    command=self.command,
-                    environment=environment,
-                )
+                LocalExecProvisioner(type="local-exec", command=self.ready_command, environment=environment),
+                LocalExecProvisioner(type="local-exec", command=self.command, environment=environment),
             ],
         )
+        # What the destroy guard needs to run the same nndb against the same shipped config/sql.
+        self.environment: dict[str, str] = environment

@@ -145,7 +145,7 @@ class PostgresInstance(Construct):
             stop_timeout=60,
             destroy_grace_seconds=60,
             **extra,
-            **shared.runtime_arguments(limits=props.limits, health=props.health, labels_=props.labels, log_opts=props.log_opts),
+            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
         )
         self.container_name: str = props.container_name
         self.host_port: int = props.published.host_port

@@ -129,7 +129,7 @@ class RedisInstance(Construct):
             networks_advanced=[shared.network_attachment(props.network_name, props.network_alias)],
             healthcheck=props.health.healthcheck(check),
             **extra,
-            **shared.runtime_arguments(limits=props.limits, health=props.health, labels_=props.labels, log_opts=props.log_opts),
+            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
         )
         self.container_name: str = props.container_name
         self.host_port: int = props.published.host_port

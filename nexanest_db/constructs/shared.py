@@ -19,6 +19,12 @@ from cdktf_cdktf_provider_docker.volume import Volume, VolumeLabels
 from constructs import Construct
 
 MANAGED_BY = "nexanest-db"
+# Docker's default CFS period; `docker run --cpus N` sets the same limit as quota N x period.
+CPU_PERIOD_US = 100_000
+# The CPU limit as a label: kreuzwerker/docker 3.6.2 plans a change of cpu_quota as an in-place update
+# but its update function never sends it, so the limit would silently stay. Labels force a
+# replacement, which applies the new limit (see docs/deploy.md, "Provider").
+CPU_LIMIT_LABEL = "com.nexanest.cpus"
 _ABSOLUTE_PATH = re.compile(r"^/[^\0]*$")
 
 
@@ -61,24 +67,34 @@ class ContainerLimits:
     def __post_init__(self) -> None:
         if self.memory_mb < 64:
             raise ValueError(f"memory_mb must be at least 64, got {self.memory_mb}")
-        if self.cpus <= 0:
-            raise ValueError(f"cpus must be positive, got {self.cpus}")
+        if self.cpus < 0.01:
+            raise ValueError(f"cpus must be at least 0.01 (Docker's smallest CPU quota is 1 ms per 100 ms), got {self.cpus}")
         if self.restart not in {"no", "on-failure", "always", "unless-stopped"}:
             raise ValueError(f"unknown restart policy {self.restart!r}")
+
+    @property
+    def cpu_quota_us(self) -> int:
+        """CFS quota per ``CPU_PERIOD_US``: the limit ``docker run --cpus`` would set."""
+        return round(self.cpus * CPU_PERIOD_US)
+
+    @property
+    def memory_swap_mb(self) -> int:
+        """Memory plus swap, stated explicitly: with only ``memory`` Docker records twice that, which
+        the provider reads back as a change on every plan. Twice the memory is Docker's own default."""
+        return 2 * self.memory_mb
 
 
 @dataclass(frozen=True, kw_only=True)
 class HealthPolicy:
-    """ADR-015 health check timings plus how long a deploy waits for healthy."""
+    """ADR-015 health check timings (steady state; a deploy waits with ``nndb wait-ready``, not with these)."""
 
     interval_s: int
     timeout_s: int
     retries: int
     start_period_s: int
-    deploy_wait_timeout_s: int
 
     def __post_init__(self) -> None:
-        if min(self.interval_s, self.timeout_s, self.retries, self.deploy_wait_timeout_s) < 1 or self.start_period_s < 0:
+        if min(self.interval_s, self.timeout_s, self.retries) < 1 or self.start_period_s < 0:
             raise ValueError("health check timings must be positive")
 
     def healthcheck(self, command: str) -> ContainerHealthcheck:
@@ -132,16 +148,26 @@ def named_volume(scope: Construct, id: str, *, name: str, labels: Mapping[str, s
     )
 
 
-def runtime_arguments(*, limits: ContainerLimits, health: HealthPolicy, labels_: Mapping[str, str], log_opts: Mapping[str, str]) -> dict:
-    """The ``docker_container`` arguments every database container shares: limits, restart, labels,
-    rotated JSON logs, and ``wait`` so an apply returns only once the health check passes."""
+def runtime_arguments(*, limits: ContainerLimits, labels_: Mapping[str, str], log_opts: Mapping[str, str]) -> dict:
+    """The ``docker_container`` arguments every database container shares: limits, restart, labels, rotated JSON logs.
+
+    Shaped for kreuzwerker/docker 3.6.2 (tests/unit/test_provider_shapes.py holds the rules):
+
+    - no ``cpus``: 3.6.2 type-asserts that string attribute as a float and crashes; the same CFS limit
+      goes as ``cpu_period``/``cpu_quota``, plus ``CPU_LIMIT_LABEL`` so a change replaces the container;
+    - ``memory_swap`` explicit, because Docker fills it in and 3.6.2 reads it back;
+    - ``wait = false``: the provider's wait polls the health check, whose first run comes only after
+      the ADR's 30 s interval, and ends in a bare "container failed to be in healthy state". The
+      post-apply resource runs ``nndb wait-ready`` instead (seconds, and a one-line diagnosis).
+    """
     return {
-        "wait": True,
-        "wait_timeout": health.deploy_wait_timeout_s,
+        "wait": False,
         "restart": limits.restart,
         "memory": limits.memory_mb,
-        "cpus": str(limits.cpus),
-        "labels": labels(labels_),
+        "memory_swap": limits.memory_swap_mb,
+        "cpu_period": CPU_PERIOD_US,
+        "cpu_quota": limits.cpu_quota_us,
+        "labels": labels({**labels_, CPU_LIMIT_LABEL: f"{limits.cpus:g}"}),
         "log_driver": "json-file",
         "log_opts": dict(sorted(log_opts.items())),
         "must_run": True,

@@ -12,6 +12,8 @@ from nexanest_db.constructs import (
     DatabaseNetworkProps,
     DeploySecrets,
     DeploySecretsProps,
+    DestroyGuard,
+    DestroyGuardProps,
     DockerEngine,
     DockerEngineProps,
     FileUpload,
@@ -80,7 +82,6 @@ class DatabaseStack(TerraformStack):
             timeout_s=hc.timeout_s,
             retries=hc.retries,
             start_period_s=hc.start_period_s,
-            deploy_wait_timeout_s=hc.deploy_wait_timeout_s,
         )
 
         def limits(instance: str) -> ContainerLimits:
@@ -171,7 +172,7 @@ class DatabaseStack(TerraformStack):
         )
 
         instances: dict[str, PostgresInstance | RedisInstance] = {**databases, "redis": redis}
-        PostApplyHooks(
+        hooks = PostApplyHooks(
             self,
             "post-apply",
             props=PostApplyHooksProps(
@@ -182,6 +183,15 @@ class DatabaseStack(TerraformStack):
                 secrets_fingerprint=secrets.fingerprint(),
                 config_dir=str(inputs.paths.config_dir),
                 sql_dir=str(inputs.paths.sql_dir),
+            ),
+        )
+        DestroyGuard(
+            self,
+            "destroy-guard",
+            props=DestroyGuardProps(
+                stack=inputs.stack,
+                depends_on=[hooks.resource, *(instance.container for instance in instances.values())],
+                environment=hooks.environment,
             ),
         )
 

@@ -7,13 +7,15 @@ from dataclasses import replace
 
 import cdktf
 import pytest
-from cdktf import TerraformStack
+from cdktf import DataResource, TerraformStack
 from cdktf_cdktf_provider_docker.container import Container
 from cdktf_cdktf_provider_docker.volume import Volume
 
 from nexanest_db.constructs import (
     ContainerLimits,
     DeploySecretsProps,
+    DestroyGuard,
+    DestroyGuardProps,
     DockerEngineProps,
     FileUpload,
     HealthPolicy,
@@ -24,7 +26,7 @@ from nexanest_db.constructs import (
     PublishedPort,
 )
 
-HEALTH = HealthPolicy(interval_s=30, timeout_s=10, retries=5, start_period_s=10, deploy_wait_timeout_s=120)
+HEALTH = HealthPolicy(interval_s=30, timeout_s=10, retries=5, start_period_s=10)
 PROPS = PostgresInstanceProps(
     container_name="t-postgres",
     image="postgres:15",
@@ -80,9 +82,13 @@ def test_postgres_container_follows_adr_layers() -> None:
         "retries": 5,
         "start_period": "10s",
     }
-    assert container["wait"] is True and container["wait_timeout"] == 120
+    # The deploy waits with `nndb wait-ready` (post-apply), not the provider's health wait.
+    assert container["wait"] is False and "wait_timeout" not in container
     assert container["ports"] == [{"internal": 5432, "external": 15432, "ip": "127.0.0.1", "protocol": "tcp"}]
-    assert container["memory"] == 512 and container["cpus"] == "0.5" and container["restart"] == "unless-stopped"
+    assert container["memory"] == 512 and container["memory_swap"] == 1024 and container["restart"] == "unless-stopped"
+    # 0.5 CPU as a CFS quota (kreuzwerker/docker 3.6.2 crashes on `cpus`), and as a label so a change replaces.
+    assert "cpus" not in container and container["cpu_period"] == 100_000 and container["cpu_quota"] == 50_000
+    assert {"label": "com.nexanest.cpus", "value": "0.5"} in container["labels"]
     assert container["mounts"][0]["target"] == "/var/lib/postgresql/data"
     assert only(synthesized, "docker_image")["keep_locally"] is True
 
@@ -124,6 +130,7 @@ def test_postgres_props_are_validated_on_creation(change: dict, message: str) ->
         (lambda: PublishedPort(container_port=0, host_port=1, bind_address="0.0.0.0"), "port out of range"),
         (lambda: ContainerLimits(memory_mb=8, cpus=1, restart="no"), "memory_mb"),
         (lambda: ContainerLimits(memory_mb=128, cpus=1, restart="sometimes"), "restart policy"),
+        (lambda: ContainerLimits(memory_mb=128, cpus=0.001, restart="no"), "at least 0.01"),
         (lambda: DockerEngineProps(host="pgdb.nn.local"), "unix://, tcp:// or ssh://"),
         (lambda: DockerEngineProps(host="unix:///var/run/docker.sock", ssh_opts=("-v",)), "ssh_opts only apply"),
         (lambda: PostApplyHooksProps(stack="x", content_hashes={"sql": "nope"}, container_ids={"a": "b"}, depends_on=()), "sha256"),
@@ -151,6 +158,25 @@ def test_post_apply_hooks_follow_content_and_containers() -> None:
     synthesized = synth_in_stack(build)
     (resource,) = synthesized["resource"]["terraform_data"].values()
     assert resource["triggers_replace"] == {"content_sql": digest, "container_postgres": "${x.id}"}
+    # First wait until the databases answer (the containers are created with wait = false), then the hooks.
     assert resource["provisioner"] == [
-        {"local-exec": {"command": "nndb hooks run local-db", "environment": {"NNDB_TRIGGERED_BY": "terraform"}}}
+        {"local-exec": {"command": "nndb wait-ready local-db", "environment": {"NNDB_TRIGGERED_BY": "terraform"}}},
+        {"local-exec": {"command": "nndb hooks run local-db", "environment": {"NNDB_TRIGGERED_BY": "terraform"}}},
     ]
+
+
+def test_destroy_guard_runs_before_destroy_only_and_never_changes() -> None:
+    def build(scope):  # type: ignore[no-untyped-def]
+        hooks = DataResource(scope, "hooks")
+        DestroyGuard(scope, "guard", props=DestroyGuardProps(stack="dev-db", depends_on=[hooks], environment={"NNDB_X": "y"}))
+
+    synthesized = synth_in_stack(build)
+    guard = next(r for key, r in synthesized["resource"]["terraform_data"].items() if key.startswith("guard"))
+    # Constant input, no triggers: a deploy never replaces (and so never "destroys") the guard.
+    assert guard["input"] == {"stack": "dev-db"} and "triggers_replace" not in guard
+    assert guard["depends_on"] == ["terraform_data.hooks"]
+    assert guard["provisioner"] == [
+        {"local-exec": {"command": "nndb before-destroy dev-db", "environment": {"NNDB_X": "y"}, "when": "destroy"}}
+    ]
+    with pytest.raises(ValueError, match="must depend on what it protects"):
+        DestroyGuardProps(stack="dev-db", depends_on=())

@@ -19,6 +19,11 @@ def containers(stack: dict) -> dict[str, dict]:
     return {c["name"].rsplit("-", 1)[1]: c for c in stack["resource"]["docker_container"].values()}
 
 
+def post_apply(stack: dict) -> dict:
+    (hooks,) = [r for key, r in stack["resource"]["terraform_data"].items() if key.startswith("post-apply")]
+    return hooks
+
+
 def upload(container: dict, path: str) -> str:
     (content,) = [u["content"] for u in container["upload"] if u["file"] == path]
     return content
@@ -124,7 +129,7 @@ def test_changed_sql_rolls_the_container_and_reruns_hooks(tmp_path: Path) -> Non
 
     assert "/schemas/auth/zz_test_added.sql" in schema_uploads(after)
     assert "/schemas/auth/zz_test_added.sql" not in schema_uploads(before)
-    triggers = [next(iter(s["resource"]["terraform_data"].values()))["triggers_replace"] for s in (before, after)]
+    triggers = [post_apply(s)["triggers_replace"] for s in (before, after)]
     assert triggers[0]["content_sql"] != triggers[1]["content_sql"]
     assert triggers[0]["content_config"] == triggers[1]["content_config"]
 
@@ -149,7 +154,7 @@ def test_secrets_query_carries_where_secrets_live_not_values(stacks: dict[str, d
 
 
 def test_rotated_secret_reruns_hooks_without_touching_containers(stacks: dict[str, dict]) -> None:
-    (hooks,) = stacks["prod-db"]["resource"]["terraform_data"].values()
+    hooks = post_apply(stacks["prod-db"])
     assert hooks["triggers_replace"]["secrets"].startswith("${sensitive(sha256(jsonencode(data.external.secrets_")
 
 
