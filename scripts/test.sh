@@ -5,10 +5,11 @@
 #   e2e                (real Docker engine and test images)
 # Nothing is skipped: a missing component fails the run. Extra arguments go to pytest.
 #
-# The deploy scenario and `validate` of every stack (tests marked needs_providers) need the
-# kreuzwerker/docker and hashicorp/external providers, which the Go module proxy reachable here
-# does not serve (issue 5 is blocked on it). They run with `scripts/test.sh --deploy`, which
-# fails when the provider mirror is incomplete; the default run does not collect them.
+# The deploy scenarios and `validate` of every stack (tests marked needs_providers) need the
+# kreuzwerker/docker and hashicorp/external provider binaries: from the registry, or on an offline
+# machine from the filesystem mirror (placed by hand; CI has neither). They run with
+# `scripts/test.sh --deploy`, which also prepares the ssh:// target (sshd binary, user `deploy`) and
+# fails when a provider is missing; the default run does not collect them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,7 @@ bootstrap_flags=(--print-env)
 if [[ ${1:-} == --deploy ]]; then
   shift
   marker=(-m needs_providers)
-  bootstrap_flags+=(--require-providers)
+  bootstrap_flags+=(--require-providers --ssh-target)
 fi
 
 scripts/setup.sh --with-test-servers

@@ -2,8 +2,8 @@
 real images, and the post-apply hooks work against them.
 
 This is NOT a deploy. The kreuzwerker/docker Terraform provider is what deploys (see
-test_deploy_local_db.py, blocked here: the Go module proxy does not serve the provider). This test
-realizes the synthesized ``docker_network``, ``docker_volume`` and ``docker_container`` blocks of
+test_deploy_local_db.py, which needs the provider binaries and so runs only with
+`scripts/test.sh --deploy`). This test, which CI runs, realizes the synthesized ``docker_network``, ``docker_volume`` and ``docker_container`` blocks of
 ``cdktf.out/stacks/local-db/cdk.tf.json`` with the docker CLI, field by field, to prove that the
 generated configuration works on real containers: the rendered postgresql.conf / redis.conf, the
 first-start SQL, the Redis ACL file, the health check commands, the env and the password files.
@@ -12,7 +12,7 @@ Only the Terraform expressions the stacks generate today are evaluated; any othe
 any container field not mapped below, FAILS the test so a growing stack cannot be mis-realized
 silently.
 
-One scenario on a copy of the project whose names and published ports are unique (a developer's
+The copy's config points at the stand-in images (tests/support/standins.py). One scenario on a copy of the project whose names and published ports are unique (a developer's
 own local-db on the same engine is never touched); teardown removes only what it created. A second,
 smaller scenario enables ``[tls]`` in its copy (certificates from the ``tls_pki`` fixture): the
 entrypoint wrapper installs the key, the servers (PostgreSQL, TimescaleDB and TLS-only Redis, whose
@@ -46,6 +46,7 @@ from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.docker_engine import DockerEngine
 from tests.fixtures.servers import Pki, free_port
 from tests.support.project import REPO_ROOT, copy_project
+from tests.support.standins import point_at_standins
 
 pytestmark = pytest.mark.e2e
 STACK = "local-db"
@@ -66,7 +67,9 @@ MAPPED_CONTAINER_FIELDS = frozenset(
         "healthcheck",
         "ports",
         "memory",
-        "cpus",
+        "memory_swap",
+        "cpu_period",
+        "cpu_quota",
         "restart",
         "labels",
         "log_driver",
@@ -80,8 +83,7 @@ MAPPED_CONTAINER_FIELDS = frozenset(
 IGNORED_CONTAINER_FIELDS = frozenset(
     {
         "//",  # cdktf metadata, not a provider argument
-        "wait",  # the provider's wait for "healthy": this test waits for healthy itself ...
-        "wait_timeout",  # ... bounded by this value (see wait_healthy)
+        "wait",  # false: a deploy waits with `nndb wait-ready`; this test waits for "healthy" itself (wait_healthy)
         "must_run",  # the provider checks the container keeps running: wait_healthy fails on an exited one
         "destroy_grace_seconds",  # only used by `terraform destroy`; teardown here is `docker rm -f`
     }
@@ -206,8 +208,12 @@ def create_args(block: dict[str, Any], where: str) -> list[str]:
         args += ["--publish", f"{port.get('ip', '0.0.0.0')}:{port['external']}:{port['internal']}/{port.get('protocol', 'tcp')}"]
     if "memory" in block:
         args += ["--memory", f"{block['memory']}m"]  # the provider's memory is in MB
-    if "cpus" in block:
-        args += ["--cpus", str(block["cpus"])]
+    if "memory_swap" in block:
+        args += ["--memory-swap", f"{block['memory_swap']}m"]
+    if "cpu_period" in block:
+        args += ["--cpu-period", str(block["cpu_period"])]
+    if "cpu_quota" in block:
+        args += ["--cpu-quota", str(block["cpu_quota"])]
     if "restart" in block:
         args += ["--restart", block["restart"]]
     for label in block.get("labels", []):
@@ -293,7 +299,7 @@ def base_environment() -> dict[str, str]:
 
 
 def wait_healthy(realized: Realized, started: dict[str, float], timeouts: dict[str, int]) -> None:
-    """Poll until every container is healthy, each bounded by its block's wait_timeout; fail on exit/unhealthy."""
+    """Poll until every container is healthy, each bounded by the config's deploy_wait_timeout_s; fail on exit/unhealthy."""
     pending = set(INSTANCES)
     while pending:
         for instance in sorted(pending):
@@ -308,7 +314,7 @@ def wait_healthy(realized: Realized, started: dict[str, float], timeouts: dict[s
                 fail(f"{name} is {state.get('Status')}/{health} (exit {state.get('ExitCode')}); probes: {probes}\n{container_log(name)}")
             if time.monotonic() - started[instance] > timeouts[instance]:
                 fail(
-                    f"{name} not healthy within wait_timeout {timeouts[instance]} s (status {health}); probes: {probes}\n{container_log(name)}"
+                    f"{name} not healthy within deploy_wait_timeout_s {timeouts[instance]} s (status {health}); probes: {probes}\n{container_log(name)}"
                 )
         if pending:
             time.sleep(1)
@@ -331,7 +337,8 @@ def realize_copy(
     root = copy_project(tmp_path_factory.mktemp(directory) / "project")
     prefix = f"{prefix_base}-{uuid.uuid4().hex[:8]}"
     config_file = root / "config" / "local.toml"
-    text = config_file.read_text()
+    # The stand-in images (tests/images/tags.txt), never the shipped config's official names.
+    text = point_at_standins(config_file.read_text())
     if tls is not None:
         text += "\n[tls]\nenabled = true\n"
     for old, new in (
@@ -455,7 +462,7 @@ def realize(state: Realized) -> None:
     state.timings["create+start"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    wait_healthy(state, started, {i: int(containers[i].get("wait_timeout", 180)) for i in INSTANCES})
+    wait_healthy(state, started, {i: int(state.config["healthcheck"]["deploy_wait_timeout_s"]) for i in INSTANCES})
     state.timings["healthy"] = time.perf_counter() - start
 
 

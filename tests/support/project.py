@@ -14,14 +14,15 @@ PROJECT_FILES = ("main.py", "cdktf.json", "config", "sql")
 
 
 def copy_project(destination: Path) -> Path:
-    """Copy what synth reads (main.py, cdktf.json, config/, sql/) to ``destination``."""
+    """Copy what synth reads (main.py, cdktf.json, config/, sql/) to ``destination``, replacing an older copy of them."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
-        source = REPO_ROOT / name
+        source, target = REPO_ROOT / name, destination / name
         if source.is_dir():
-            shutil.copytree(source, destination / name)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target)
         else:
-            shutil.copy2(source, destination / name)
+            shutil.copy2(source, target)
     return destination
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entrypoint of the NexaNest `postgres:15` test fixture (see ../README.md).
+# Entrypoint of the NexaNest postgres test fixture (stands in for postgres:15; see ../README.md).
 #
 # Written for this project. It follows the documented contract of the official
 # postgres image, not its code:

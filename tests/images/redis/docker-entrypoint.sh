@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entrypoint of the NexaNest `redis:7-alpine` test fixture (see ../README.md).
+# Entrypoint of the NexaNest redis test fixture (stands in for redis:7-alpine; see ../README.md).
 #
 # Written for this project; it follows the documented behaviour of the official redis
 # image, not its code:
