@@ -86,7 +86,7 @@ def make_plan(roles: ServiceRoles, migrations: list[Migration], applied: dict[in
     for migration in migrations:
         row = applied.get(migration.version)
         if row is not None:
-            if row.checksum != migration.checksum:
+            if row.checksum != migration.checksum and row.checksum not in migration.superseded_checksums:
                 plan.changed.append((migration, row))
         elif migration.version < latest_applied:
             plan.out_of_order.append(migration)

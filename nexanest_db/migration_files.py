@@ -29,6 +29,9 @@ _TRANSACTION_CONTROL = re.compile(
     r"^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE
 )
 BASELINE_VERSION = 0
+# A comment line in a migration that names the checksum of an earlier text of the same file, so a
+# ledger that applied that text stays valid after a deliberate, reviewed fix (see docs/hooks.md).
+_SUPERSEDES = re.compile(r"^--\s*nndb:\s*supersedes checksum ([0-9a-f]{64})\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +75,11 @@ class Migration:
             # Line endings are normalised so a checkout with CRLF does not look like an edit.
             digest.update(source.text.replace("\r\n", "\n").encode("utf-8"))
         return digest.hexdigest()
+
+    @cached_property
+    def superseded_checksums(self) -> frozenset[str]:
+        """Checksums of earlier texts this file declares it replaces (``-- nndb: supersedes checksum <sha256>``)."""
+        return frozenset(match for source in self.sources for match in _SUPERSEDES.findall(source.text))
 
     @cached_property
     def statements(self) -> tuple[Statement, ...]:

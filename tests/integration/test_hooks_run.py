@@ -12,7 +12,7 @@ from tests.integration.hooks_support import nndb
 
 pytestmark = pytest.mark.integration
 
-SERVICES = {"auth": ("postgres", 3), "portfolio": ("postgres", 2), "analytics": ("timescale", 2)}
+SERVICES = {"auth": ("postgres", 3), "portfolio": ("postgres", 2), "analytics": ("timescale", 3)}
 
 
 def test_first_run_sets_everything_up_and_second_run_changes_nothing(db_stack: DbStack) -> None:

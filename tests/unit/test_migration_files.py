@@ -24,7 +24,7 @@ def tree(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_repository_migrations_parse() -> None:
-    for service, count in (("auth", 3), ("portfolio", 2), ("analytics", 2)):
+    for service, count in (("auth", 3), ("portfolio", 2), ("analytics", 3)):
         migrations = discover(REPO_SQL, service)
         assert [m.version for m in migrations] == list(range(count + 1))
         assert migrations[0].label == "baseline" and migrations[0].script == f"sql/schemas/{service}/schema.sql"
