@@ -62,7 +62,9 @@ class Engine:
             host = config.docker.host or "unix:///var/run/docker.sock"
             return cls(argv=("docker", "-H", host), remote=False, description=host)
         host = ssh_host_override or ssh.host
-        argv = ["ssh", *ssh.opts, "-o", "BatchMode=yes", "-l", ssh.user, "-p", str(ssh.port), host, "--", "docker"]
+        # As Docker's connection helper does: -p only for a port in the URL, so an ssh config (-F) can set it.
+        port = ["-p", str(ssh.port)] if ssh.port != 22 else []
+        argv = ["ssh", *ssh.opts, "-o", "BatchMode=yes", "-l", ssh.user, *port, host, "--", "docker"]
         return cls(argv=tuple(argv), remote=True, description=ssh.url(ssh_host_override))
 
     def _command(self, *args: str) -> list[str]:

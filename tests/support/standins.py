@@ -48,11 +48,12 @@ def standin_tags() -> tuple[str, ...]:
     return tuple(s.tag for s in standins())
 
 
-def point_at_standins(config_text: str, *, timescale_image: str | None = None) -> str:
+def point_at_standins(config_text: str, *, timescale_image: str | None = None, keep_preload: bool = False) -> str:
     """``config_text`` (an environment TOML) with every official image replaced by its stand-in.
 
     ``timescale_image``: a real TimescaleDB image to use instead of the extension-less stand-in; the
-    ``shared_preload_libraries = "timescaledb"`` line then stays, otherwise it goes.
+    ``shared_preload_libraries = "timescaledb"`` line then stays, otherwise it goes (``keep_preload``
+    keeps it anyway: a timescale container that cannot start, for the failure tests).
     """
     text = config_text
     for standin in standins():
@@ -61,7 +62,7 @@ def point_at_standins(config_text: str, *, timescale_image: str | None = None) -
             raise AssertionError(f"config no longer contains {line!r}: update tests/support/standins.py")
         replacement = timescale_image if (timescale_image and standin.context == "timescaledb") else standin.tag
         text = text.replace(line, f'image = "{replacement}"')
-    if timescale_image is None:
+    if timescale_image is None and not keep_preload:
         text = TIMESCALE_PRELOAD.sub("", text)
     return text
 

@@ -133,7 +133,7 @@ def test_ssh_engine_runs_docker_through_the_stacks_ssh_options() -> None:
     # The provider's own options first (as its connection helper passes them), one quoted remote command last.
     assert command == [
         "ssh", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
-        "-l", "deploy", "-p", "22", "pgdb.nn.local", "--", "docker logs --tail 20 'nexanest-dev timescale'",
+        "-l", "deploy", "pgdb.nn.local", "--", "docker logs --tail 20 'nexanest-dev timescale'",
     ]  # fmt: skip
     local = Engine.for_config(load_environment("local-db", config_dir=REPO_ROOT / "config"))
     assert local._command("logs", "x") == ["docker", "-H", "unix:///var/run/docker.sock", "logs", "x"]
