@@ -391,9 +391,11 @@ def verify_backup(
     scratch = f"nndb_verify_{database}_{secrets.token_hex(4)}"[:63]
     maintenance.execute(compose_query(sql_dir, "scratch-create", database=scratch))
     try:
-        # TimescaleDB: pre_restore before and post_restore after pg_restore (a no-op elsewhere).
-        with connect_scratch(scratch) as conn:
-            conn.execute(load_query(sql_dir, "timescaledb-restore-begin"))  # type: ignore[arg-type]
+        # TimescaleDB: pre_restore before and post_restore after pg_restore, where the instance runs it.
+        row = maintenance.execute(load_query(sql_dir, "timescaledb-preloaded")).fetchone()  # type: ignore[arg-type]
+        if row and row[0]:
+            with connect_scratch(scratch) as conn:
+                conn.execute(load_query(sql_dir, "timescaledb-restore-begin"))  # type: ignore[arg-type]
         what = f"restore of {record.subject} backup {record.id} into scratch database {scratch}"
         argv = [pg_restore, "--exit-on-error", "--single-transaction", *target.argv(scratch)]
         if key is not None and record.encrypted:

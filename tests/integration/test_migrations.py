@@ -143,11 +143,11 @@ def test_status_is_read_only_and_lists_pending(db_stack: DbStack) -> None:
     status = nndb(db_stack, "migrate", "status", "local-db")
     assert status.returncode == 0, status.stderr
     assert "auth (postgres/auth, no ledger yet)" in status.stdout
-    assert "migrate: 0 applied, 10 pending" in status.stdout
+    assert "migrate: 0 applied, 11 pending" in status.stdout
     with db_stack.postgres.connect() as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'auth'").fetchone() == (0,)
     applied = nndb(db_stack, "migrate", "apply", "local-db")
     assert applied.returncode == 0, applied.stderr
     assert "applied V003 add users last login" in applied.stdout
     assert "migrate: 0 applied, up to date" not in applied.stdout
-    assert "migrate: 10 applied, up to date" in nndb(db_stack, "migrate", "status", "local-db").stdout
+    assert "migrate: 11 applied, up to date" in nndb(db_stack, "migrate", "status", "local-db").stdout
