@@ -1,3 +1,9 @@
 """Fixtures shared by every test directory, registered as plugins so each lives in its own module."""
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.vault_server", "tests.fixtures.toolchain", "tests.fixtures.docker_engine"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.vault_server",
+    "tests.fixtures.toolchain",
+    "tests.fixtures.docker_engine",
+    "tests.fixtures.prometheus",
+]
