@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,20 +50,13 @@ def load_tests(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def test_rule_files_pass_promtool_check() -> None:
-    files = rule_files()
-    assert files, "no rule files in monitoring/rules"
-    result = run_promtool("check", "rules", *map(str, files))
+@pytest.mark.parametrize(("command", "files"), [("check", rule_files), ("test", rule_test_files)], ids=["check rules", "test rules"])
+def test_promtool_passes(command: str, files: Callable[[], list[Path]]) -> None:
+    paths = files()
+    assert paths, f"nothing for promtool {command} rules in monitoring/"
+    result = run_promtool(command, "rules", *map(str, paths))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(files), result.stdout
-
-
-def test_promtool_unit_tests_pass() -> None:
-    files = rule_test_files()
-    assert files, "no promtool tests in monitoring/tests"
-    result = run_promtool("test", "rules", *map(str, files))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(files), result.stdout
+    assert result.stdout.count("SUCCESS") == len(paths), result.stdout
 
 
 def test_every_rule_file_has_a_test_file_and_no_test_loads_anything_else() -> None:
