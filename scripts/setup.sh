@@ -20,7 +20,7 @@ done
 # PostgreSQL 15 client tools (pg_dump/pg_restore for backups) are always needed; the servers
 # (PostgreSQL 15, Redis 7) only for the test suite, which starts its own on free ports.
 packages=(postgresql-client-15)
-[[ $want_test_servers == 1 ]] && packages+=(postgresql-15 redis-server)
+[[ $want_test_servers == 1 ]] && packages+=(postgresql-15 redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.toolchain",
     "tests.fixtures.docker_engine",
     "tests.fixtures.sshd",
+    "tests.fixtures.prometheus",
 ]
