@@ -52,4 +52,7 @@ if [[ ! -x node_modules/.bin/cdktf || package-lock.json -nt node_modules/.packag
   log "installing cdktf-cli (package-lock.json)"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
 fi
+# `. .venv/bin/activate` then gives the pinned cdktf too (README "Daily use"): a link, not a copy, so
+# it always runs this checkout's node_modules.
+ln -sfn ../../node_modules/.bin/cdktf .venv/bin/cdktf
 log "ready: .venv (nndb $(.venv/bin/nndb --help >/dev/null 2>&1 && echo ok || echo BROKEN)), cdktf-cli $(node_modules/.bin/cdktf --version 2>/dev/null | head -1)"
