@@ -63,6 +63,13 @@ def project_paths(start: Path, project_dir: Path | None, environ: Mapping[str, s
     return ProjectPaths.at(explicit or find_project_root(start))
 
 
+def project_checkout(project_dir: Path | None = None) -> ProjectPaths:
+    """The project a file-writing command (``nndb migrate new``) edits: ``--project-dir`` >
+    ``NNDB_PROJECT_DIR`` > the project at or above the current directory. Never a stack's shipped copy."""
+    explicit = project_dir or (Path(os.environ["NNDB_PROJECT_DIR"]) if os.environ.get("NNDB_PROJECT_DIR") else None)
+    return ProjectPaths.at(explicit or find_project_root(Path.cwd()))
+
+
 def resolve(stack: str, project_dir: Path | None = None) -> Resolved:
     """Config for ``stack`` plus the process environment merged over ``.env.db``."""
     start = Path.cwd()

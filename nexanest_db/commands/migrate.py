@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
-from nexanest_db.commands.common import resolve
+from nexanest_db.commands.common import project_checkout, resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_LOCK_TIMEOUT_S, build_context, configure_logging, console
 from nexanest_db.commands.hooks import (
     AsJson,
@@ -19,11 +20,17 @@ from nexanest_db.commands.hooks import (
     Verbose,
     run_hooks_command,
 )
-from nexanest_db.errors import MigrationError
+from nexanest_db.errors import ConfigError, MigrationError
 from nexanest_db.ledger import ServicePlan
+from nexanest_db.operations.migration_scaffold import new_migration
 from nexanest_db.plugins.migrations import plan_service
 
-app = typer.Typer(help="Schema migrations: status (read-only) and apply.", no_args_is_help=True)
+app = typer.Typer(help="Schema migrations: status (read-only), apply, and new (scaffold the next file).", no_args_is_help=True)
+
+ServiceFilter = Annotated[str | None, typer.Option("--service", help="only this service (e.g. auth)")]
+ExitCode = Annotated[
+    bool, typer.Option("--exit-code", help="exit 5 when anything is pending, too (for CI), not only when changed or out of order")
+]
 
 
 def _rows(plan: ServicePlan) -> list[dict[str, object]]:
@@ -64,17 +71,31 @@ def _rows(plan: ServicePlan) -> list[dict[str, object]]:
 
 @app.command("status")
 def status(
-    stack: Stack, project_dir: ProjectDir = None, connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S, as_json: AsJson = False
+    stack: Stack,
+    project_dir: ProjectDir = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
+    as_json: AsJson = False,
+    service: ServiceFilter = None,
+    exit_code: ExitCode = False,
 ) -> None:
     """List applied and pending migrations per service. Read-only (dry run): creates, locks and applies nothing.
 
-    Exits non-zero when a migration was edited after being applied or a new one is out of order.
+    Exits 5 when a migration was edited after being applied or a new one is out of order; with
+    --exit-code also when one is pending (so CI can fail a build on it).
+
+    Examples: `nndb migrate status local-db`, `nndb migrate status prod-db --service auth --exit-code`.
     """
     logger = configure_logging(False)
     resolved = resolve(stack, project_dir)
     context = build_context(resolved, logger=logger, connect_timeout_s=connect_timeout, run_lock=False)
     try:
-        plans = [plan_service(context, service) for service in context.services]
+        services = context.services
+        if service is not None:
+            services = tuple(s for s in services if s.service == service)
+            if not services:
+                known = ", ".join(s.service for s in context.services)
+                raise ConfigError(f"--service {service}: {stack} has no such service; its services: {known}")
+        plans = [plan_service(context, one) for one in services]
     finally:
         context.close()
     pending = sum(len(p.pending) for p in plans)
@@ -98,6 +119,29 @@ def status(
         console.print(f"migrate: {applied} applied, {summary}", markup=False)
     if problems:
         raise MigrationError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    if exit_code and pending:
+        first = next(f"{p.roles.service} {m.label}" for p in plans for m in p.pending)
+        raise MigrationError(
+            f"{pending} migration(s) pending, first {first}; apply them with `nndb migrate apply {stack}` or a deploy"
+        )
+
+
+@app.command("new")
+def new(
+    service: Annotated[str, typer.Argument(help="the service whose migration it is, e.g. auth")],
+    description: Annotated[str, typer.Argument(help='what it does, e.g. "add email index" (becomes the file name)')],
+    project_dir: ProjectDir = None,
+) -> None:
+    """Write the next versioned migration file of SERVICE: sql/migrations/<service>/V<next>__<description>.sql.
+
+    The file holds only a header comment; write the SQL below it, then `nndb migrate status <stack>`
+    shows it pending and a deploy (or `nndb migrate apply <stack>`) applies it.
+
+    Example: `nndb migrate new auth "add email index"` -> sql/migrations/auth/V004__add_email_index.sql
+    """
+    paths = project_checkout(project_dir)
+    path = new_migration(paths.sql_dir, service, description)
+    console.print(f"migrate: wrote {path.relative_to(paths.root) if path.is_relative_to(paths.root) else path}", markup=False)
 
 
 @app.command("apply")

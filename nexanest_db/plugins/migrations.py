@@ -12,7 +12,7 @@ from __future__ import annotations
 from nexanest_db.errors import MigrationError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.ledger import MigrationApplier, ServicePlan, make_plan, read_ledger
-from nexanest_db.migration_files import Migration, discover
+from nexanest_db.migration_files import BASELINE_VERSION, Migration, discover
 from nexanest_db.roles import ServiceRoles
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
 
@@ -23,7 +23,13 @@ LEDGER_STEPS = "ledger/01-create-ledger.sql"
 def service_migrations(context: HookContext, service: ServiceRoles) -> list[Migration]:
     migrations = discover(context.paths.sql_dir, service.service)
     for migration in migrations:
-        _ = migration.statements  # parse now: a syntax error is reported before anything runs
+        # Parse now: a syntax error is reported before anything runs. A versioned file with no statement
+        # (`nndb migrate new` writes only a header) would be recorded as applied and could never be
+        # filled in without a checksum mismatch, so it stops the run instead.
+        if not migration.statements and migration.version != BASELINE_VERSION:
+            raise MigrationError(
+                f"{migration.sources[0].display}: no SQL statement in it (only comments); write the migration below its header, or delete the file"
+            )
     return migrations
 
 

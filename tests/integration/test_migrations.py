@@ -151,3 +151,49 @@ def test_status_is_read_only_and_lists_pending(db_stack: DbStack) -> None:
     assert "applied V003 add users last login" in applied.stdout
     assert "migrate: 0 applied, up to date" not in applied.stdout
     assert "migrate: 11 applied, up to date" in nndb(db_stack, "migrate", "status", "local-db").stdout
+
+
+def test_migrate_new_then_status_exit_code_for_ci(db_stack: DbStack) -> None:
+    run_in_process(db_stack, hooks=MIGRATE_HOOKS)
+    clean = nndb(db_stack, "migrate", "status", "local-db", "--exit-code")
+    assert clean.returncode == 0, clean.stderr
+    assert "migrate: " in clean.stdout and "up to date" in clean.stdout
+
+    created = nndb(db_stack, "migrate", "new", "auth", "Add roles table")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "migrate: wrote sql/migrations/auth/V004__add_roles_table.sql"
+    new_file = db_stack.project / "sql" / "migrations" / "auth" / "V004__add_roles_table.sql"
+    assert new_file.read_text().startswith("-- V004: add roles table\n")
+    header_only = nndb(db_stack, "migrate", "apply", "local-db")  # forgotten SQL: refused, not recorded as applied
+    assert header_only.returncode == MigrationError.exit_code
+    assert "sql/migrations/auth/V004__add_roles_table.sql: no SQL statement in it (only comments)" in header_only.stderr
+    assert ledger_versions(db_stack) == [0, 1, 2, 3]
+    new_file.write_text(new_file.read_text() + "CREATE TABLE roles (id int PRIMARY KEY);\n")
+
+    pending = nndb(db_stack, "migrate", "status", "local-db", "--exit-code")
+    assert pending.returncode == MigrationError.exit_code
+    assert pending.stderr.strip() == (
+        "nndb: error: 1 migration(s) pending, first auth V004; apply them with `nndb migrate apply local-db` or a deploy"
+    )
+    without_flag = nndb(db_stack, "migrate", "status", "local-db")
+    assert without_flag.returncode == 0 and "1 pending" in without_flag.stdout  # plain status stays informational
+
+    only_portfolio = nndb(db_stack, "migrate", "status", "local-db", "--service", "portfolio", "--exit-code", "--json")
+    assert only_portfolio.returncode == 0, only_portfolio.stderr
+    assert '"auth"' not in only_portfolio.stdout and '"portfolio"' in only_portfolio.stdout
+    unknown = nndb(db_stack, "migrate", "status", "local-db", "--service", "billing")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "nndb: error: --service billing: local-db has no such service; its services: auth, portfolio, analytics"
+
+    run_in_process(db_stack, hooks=MIGRATE_HOOKS)
+    assert table_exists(db_stack, "auth.roles")
+    assert nndb(db_stack, "migrate", "status", "local-db", "--exit-code").returncode == 0
+
+
+def test_migrate_new_refuses_unknown_service_and_empty_description(db_stack: DbStack) -> None:
+    unknown = nndb(db_stack, "migrate", "new", "billing", "add invoices")
+    assert unknown.returncode == 2
+    assert "unknown service 'billing'" in unknown.stderr and "known services: analytics, auth, portfolio" in unknown.stderr
+    empty = nndb(db_stack, "migrate", "new", "auth", " -- ")
+    assert empty.returncode == 2 and "has no letters or digits" in empty.stderr
+    assert sorted(p.name for p in (db_stack.project / "sql" / "migrations" / "auth").iterdir())[-1] == "V003__add_users_last_login.sql"
