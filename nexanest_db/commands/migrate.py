@@ -121,9 +121,7 @@ def status(
         raise MigrationError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if exit_code and pending:
         first = next(f"{p.roles.service} {m.label}" for p in plans for m in p.pending)
-        raise MigrationError(
-            f"{pending} migration(s) pending, first {first}; apply them with `nndb migrate apply {stack}` or a deploy"
-        )
+        raise MigrationError(f"{pending} migration(s) pending, first {first}; apply them with `nndb migrate apply {stack}` or a deploy")
 
 
 @app.command("new")

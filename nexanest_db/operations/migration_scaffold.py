@@ -32,9 +32,13 @@ def file_description(description: str) -> str:
     """``"Add e-mail index!"`` -> ``add_e_mail_index``: the part of the file name after ``V<n>__``."""
     slug = _NOT_WORD.sub("_", description.strip().lower()).strip("_")
     if not slug:
-        raise ConfigError(f"migration description {description!r} has no letters or digits; say what the migration does, e.g. \"add email index\"")
+        raise ConfigError(
+            f'migration description {description!r} has no letters or digits; say what the migration does, e.g. "add email index"'
+        )
     if len(slug) > MAX_DESCRIPTION_CHARS:
-        raise ConfigError(f"migration description is {len(slug)} characters; keep it to {MAX_DESCRIPTION_CHARS} (details go in the file's comments)")
+        raise ConfigError(
+            f"migration description is {len(slug)} characters; keep it to {MAX_DESCRIPTION_CHARS} (details go in the file's comments)"
+        )
     return slug
 
 

@@ -183,7 +183,9 @@ def test_migrate_new_then_status_exit_code_for_ci(db_stack: DbStack) -> None:
     assert '"auth"' not in only_portfolio.stdout and '"portfolio"' in only_portfolio.stdout
     unknown = nndb(db_stack, "migrate", "status", "local-db", "--service", "billing")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip() == "nndb: error: --service billing: local-db has no such service; its services: auth, portfolio, analytics"
+    assert (
+        unknown.stderr.strip() == "nndb: error: --service billing: local-db has no such service; its services: auth, portfolio, analytics"
+    )
 
     run_in_process(db_stack, hooks=MIGRATE_HOOKS)
     assert table_exists(db_stack, "auth.roles")
