@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cdktf import CloudBackend, LocalBackend, NamedCloudWorkspace, TerraformOutput, TerraformStack
-from constructs import Construct
+from cdktf import CloudBackend, LocalBackend, NamedCloudWorkspace, TerraformElement, TerraformOutput, TerraformStack
+from constructs import Construct, Node
 
 from nexanest_db.config import LocalBackend as LocalBackendConfig
 from nexanest_db.constructs import (
@@ -34,6 +34,7 @@ from nexanest_db.constructs.shared import standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
+from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
 
 TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
@@ -199,3 +200,9 @@ class DatabaseStack(TerraformStack):
             endpoint = endpoints.for_instance(instance)
             TerraformOutput(self, f"{instance}_host", value=endpoint.host, description=f"host clients use to reach {instance}")
             TerraformOutput(self, f"{instance}_port", value=endpoint.port, description=f"published {instance} port")
+
+        add_moved_blocks(self)
+
+    def _allocate_logical_id(self, tf_element: TerraformElement | Node) -> str:
+        """cdktf's naming hook (``allocateLogicalId``): stable addresses, see ``nexanest_db.stacks.addresses``."""
+        return stable_logical_id(self, tf_element)

@@ -6,7 +6,8 @@ the stand-in images (tests/support/deploy.py):
 1. deploy: the databases answer as soon as it returns (no 30 s health wait), the hooks ran inside
    it, roles/ACLs/backups are in place; no file others can read holds a secret; Docker's own health
    check (the ADR's 30 s interval) reports healthy afterwards.
-2. `cdktf diff` and a second deploy: "No changes."; same containers; the hooks have nothing to do.
+2. `cdktf diff` and a second deploy: "No changes."; same containers; the hooks have nothing to do. A state
+   with cdktf's hashed addresses (deployed before stable addresses) is moved, nothing replaced.
 3. a postgresql.conf change replaces only the postgres container; data stays.
 4. a password rotation through a deploy (a login role and the postgres superuser, whose data
    volume still has the old password): old refused, new works, the data row survives.
@@ -91,6 +92,23 @@ def test_deploy_local_db_end_to_end(local: DeployedCopy) -> None:
     assert "No changes." in local.cdktf("redeploy (no-op)", "deploy").output
     assert local.container_ids() == first_ids
     assert "hooks: 0 changes (up to date)" in local.nndb("hooks", "run", "local-db").stdout
+    # 2b. a stack deployed with cdktf's hashed addresses (every release before stable addresses): put its
+    #     state back in that shape; the `moved` blocks rename everything in state, nothing is replaced
+    stack_json = json.loads((stack_dir / "cdk.tf.json").read_text())
+    for move in stack_json["moved"]:
+        local.terraform("state", "mv", move["to"], move["from"])
+    assert "docker_container.postgres_container_A7145DB3" in local.terraform("state", "list").stdout
+    moved_plan = local.cdktf("diff (hashed addresses in state)", "diff").output
+    assert "docker_volume.postgres_data_67A697DF has moved to docker_volume.postgres_data" in moved_plan
+    assert "0 to add, 0 to change, 0 to destroy" in moved_plan, moved_plan[-3000:]
+    local.cdktf("redeploy (moves state to stable addresses)", "deploy")
+    assert set(local.terraform("state", "list").stdout.split()) >= {
+        "docker_container.postgres",
+        "docker_volume.postgres_data",
+        "terraform_data.post_apply",
+    }
+    assert local.container_ids() == first_ids
+    assert "No changes." in local.cdktf("diff (after the moves)", "diff").output
     # steady state: Docker's own ADR health check (30 s interval) reports healthy
     local.timings["healthy (Docker health check, after deploy)"] = local.wait_healthy()
 

@@ -123,6 +123,18 @@ class DeployedCopy:
             raise AssertionError(f"cdktf {command} {self.stack} ({phase}) exited {run.returncode}:\n{run.output[-6000:]}")
         return run
 
+    def terraform(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The stack's own Terraform (its synthesized directory, its backend), for state surgery a test needs."""
+        return subprocess.run(
+            [self.toolchain.terraform, *args],
+            cwd=self.root / "cdktf.out" / "stacks" / self.stack,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+
     def nndb(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["nndb", *args], cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=300)
 

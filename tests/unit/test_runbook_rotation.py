@@ -65,5 +65,5 @@ def test_rotation_replaces_exactly_the_documented_containers(stacks: dict[str, d
             assert replaced.get(name, set()) == set(), name  # never given to this stack's Terraform
             continue
         assert replaced.get(name, set()) == table[name], f"{stack_name}: rotating {name} replaces {sorted(replaced.get(name, set()))}"
-    (hooks,) = [r for key, r in stack["resource"]["terraform_data"].items() if key.startswith("post-apply")]
+    (hooks,) = [r for key, r in stack["resource"]["terraform_data"].items() if key == "post_apply"]
     assert "secrets" in hooks["triggers_replace"] and ".result" in json.dumps(hooks["triggers_replace"]["secrets"])

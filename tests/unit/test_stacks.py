@@ -20,7 +20,7 @@ def containers(stack: dict) -> dict[str, dict]:
 
 
 def post_apply(stack: dict) -> dict:
-    (hooks,) = [r for key, r in stack["resource"]["terraform_data"].items() if key.startswith("post-apply")]
+    (hooks,) = [r for key, r in stack["resource"]["terraform_data"].items() if key == "post_apply"]
     return hooks
 
 
@@ -79,7 +79,7 @@ def test_secrets_are_references_never_values(stacks: dict[str, dict]) -> None:
     for stack in stacks.values():
         for name, container in containers(stack).items():
             password = upload(container, "/run/secrets/postgres_password" if name != "redis" else "/run/secrets/redis_password")
-            assert password.startswith("${sensitive(data.external.secrets_")
+            assert password.startswith("${sensitive(data.external.secrets.result[")
         (external,) = stack["data"]["external"].values()
         assert external["program"][:3] == ["nndb", "secrets", "terraform-external"]
 
@@ -155,7 +155,7 @@ def test_secrets_query_carries_where_secrets_live_not_values(stacks: dict[str, d
 
 def test_rotated_secret_reruns_hooks_without_touching_containers(stacks: dict[str, dict]) -> None:
     hooks = post_apply(stacks["prod-db"])
-    assert hooks["triggers_replace"]["secrets"].startswith("${sensitive(sha256(jsonencode(data.external.secrets_")
+    assert hooks["triggers_replace"]["secrets"] == "${sensitive(sha256(jsonencode(data.external.secrets.result)))}"
 
 
 # --- TLS (ADR-015 "TLS for all connections"): staging and prod enable it, local and dev do not ---------------------
