@@ -20,6 +20,7 @@ deploy runs both again. An unchanged deploy plans nothing and runs nothing;
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,9 +42,11 @@ class PostApplyHooksProps:
     # A sensitive digest of the secrets: a rotated login-role password changes no container, yet
     # the hooks must run to set it in PostgreSQL/Redis.
     secrets_fingerprint: str | None = None
-    # config/ and sql/ travel with the stack directory (assets/), because a Terraform Cloud run
-    # has nothing else; the hooks read these copies, i.e. exactly what was planned.
-    config_dir: str | None = None
+    # The environment's config file and sql/ travel with the stack directory (assets/), because a
+    # Terraform Cloud run has nothing else; the hooks read these copies, i.e. exactly what was
+    # planned. Only this stack's own file: another environment's config (or config/README.md)
+    # must not change this stack's output or re-run its hooks.
+    config_file: str | None = None
     sql_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -52,10 +55,10 @@ class PostApplyHooksProps:
                 raise ValueError(f"content hash {name!r} must be a sha256 hex digest")
         if not self.container_ids:
             raise ValueError("post-apply hooks need at least one container to follow")
-        if (self.config_dir is None) != (self.sql_dir is None):
-            raise ValueError("ship both config_dir and sql_dir with the stack, or neither")
-        if self.config_dir and not {"config_dir", "sql"} <= set(self.content_hashes):
-            raise ValueError("shipping config/ and sql/ needs their content hashes ('config_dir', 'sql')")
+        if (self.config_file is None) != (self.sql_dir is None):
+            raise ValueError("ship both config_file and sql_dir with the stack, or neither")
+        if self.config_file and not {"config_file", "sql"} <= set(self.content_hashes):
+            raise ValueError("shipping the config file and sql/ needs their content hashes ('config_file', 'sql')")
 
 
 class PostApplyHooks(Construct):
@@ -68,12 +71,13 @@ class PostApplyHooks(Construct):
         if props.secrets_fingerprint is not None:
             triggers["secrets"] = props.secrets_fingerprint
         environment = {"NNDB_TRIGGERED_BY": "terraform"}
-        if props.config_dir and props.sql_dir:
+        if props.config_file and props.sql_dir:
             config_asset = TerraformAsset(
-                self, "config", path=props.config_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["config_dir"]
+                self, "config", path=props.config_file, type=AssetType.FILE, asset_hash=props.content_hashes["config_file"]
             )
             sql_asset = TerraformAsset(self, "sql", path=props.sql_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["sql"])
-            environment.update({"NNDB_CONFIG_DIR": config_asset.path, "NNDB_SQL_DIR": sql_asset.path})
+            # The hooks look for <environment>.toml in NNDB_CONFIG_DIR: the folder the file asset lands in.
+            environment.update({"NNDB_CONFIG_DIR": posixpath.dirname(config_asset.path), "NNDB_SQL_DIR": sql_asset.path})
         self.resource = DataResource(
             self,
             "run",

@@ -6,6 +6,7 @@ from cdktf import CloudBackend, LocalBackend, NamedCloudWorkspace, TerraformElem
 from constructs import Construct, Node
 
 from nexanest_db.config import LocalBackend as LocalBackendConfig
+from nexanest_db.config import config_file_for
 from nexanest_db.constructs import (
     ContainerLimits,
     DatabaseNetwork,
@@ -178,11 +179,11 @@ class DatabaseStack(TerraformStack):
             "post-apply",
             props=PostApplyHooksProps(
                 stack=inputs.stack,
-                content_hashes={"sql": inputs.sql_tree_hash, "config": inputs.config_hash, "config_dir": inputs.config_tree_hash},
+                content_hashes={"sql": inputs.sql_tree_hash, "config": inputs.config_hash, "config_file": inputs.config_file_hash},
                 container_ids={name: instance.container_id for name, instance in instances.items()},
                 depends_on=[instance.container for instance in instances.values()],
                 secrets_fingerprint=secrets.fingerprint(),
-                config_dir=str(inputs.paths.config_dir),
+                config_file=str(config_file_for(inputs.stack, inputs.paths.config_dir)),
                 sql_dir=str(inputs.paths.sql_dir),
             ),
         )

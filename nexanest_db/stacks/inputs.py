@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nexanest_db.config import Endpoints, EnvironmentConfig, ProjectPaths, load_environment, resolve_endpoints
+from nexanest_db.config import Endpoints, EnvironmentConfig, ProjectPaths, config_file_for, load_environment, resolve_endpoints
 from nexanest_db.errors import ConfigError
 from nexanest_db.rendering import RenderedConfigs, render_configs
 
@@ -26,7 +26,7 @@ class SqlFile:
 class StackInputs:
     stack: str
     paths: ProjectPaths
-    config_tree_hash: str
+    config_file_hash: str  # this stack's config/<environment>.toml only
     sql_tree_hash: str
     config: EnvironmentConfig
     endpoints: Endpoints
@@ -77,7 +77,7 @@ def gather_inputs(stack: str, *, paths: ProjectPaths, environ: Mapping[str, str]
     return StackInputs(
         stack=stack,
         paths=paths,
-        config_tree_hash=tree_hash(paths.config_dir),
+        config_file_hash=hashlib.sha256(config_file_for(stack, paths.config_dir).read_bytes()).hexdigest(),
         sql_tree_hash=tree_hash(paths.sql_dir),
         config=config,
         endpoints=resolve_endpoints(config, environ),
