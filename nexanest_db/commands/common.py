@@ -46,7 +46,7 @@ def project_paths(start: Path, project_dir: Path | None, environ: Mapping[str, s
     """``--project-dir`` > ``NNDB_PROJECT_DIR`` > the project at or above ``start``.
 
     ``NNDB_CONFIG_DIR``/``NNDB_SQL_DIR`` (relative to ``start``) are set by the post-apply resource
-    to the copies of config/ and sql/ shipped in the stack directory: the hooks then run exactly
+    to the copies of the config file and sql/ shipped in the stack directory: the hooks then run exactly
     what was planned, and need no project around them (a Terraform Cloud agent has only the stack
     directory; the root, where backups go by default, is then ``start``).
     """
