@@ -118,7 +118,7 @@ class PostgresInstance(Construct):
             files += [
                 FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
                 FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
-                FileUpload(path=HBA_PATH, content=HBA_CONTENT, permissions="0444"),
+                FileUpload(path=HBA_PATH, content=shared.shared_text(self, "pg-hba-tls", HBA_CONTENT), permissions="0444"),
             ]
             extra["entrypoint"] = list(TLS_ENTRYPOINT)
         self.container = Container(

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cdktf import TerraformResourceLifecycle
+from cdktf import TerraformLocal, TerraformResourceLifecycle, TerraformStack
 from cdktf_cdktf_provider_docker.container import (
     ContainerHealthcheck,
     ContainerLabels,
@@ -182,3 +182,20 @@ def key_owner_entrypoint(*, user: str, uploaded_key: str, key_path: str) -> list
     """
     script = f'set -e; install -m 0600 -o {user} -g {user} {uploaded_key} {key_path}; exec docker-entrypoint.sh "$@"'
     return ["/bin/sh", "-c", script, "nndb-tls-entrypoint"]
+
+
+def shared_text(scope: Construct, name: str, content: str) -> str:
+    """``content`` as a reference to a stack-level Terraform local named ``name``, created on first use.
+
+    For a file uploaded into several containers (the first-start script, pg_hba.conf): its text is
+    then written once in ``cdk.tf.json``, so a reviewer reads one copy and a change shows once.
+    """
+    stack = TerraformStack.of(scope)
+    existing = stack.node.try_find_child(name)
+    if existing is None:
+        local = TerraformLocal(stack, name, content)
+        local.nndb_text = content  # type: ignore[attr-defined]  # what a second use of the name is checked against
+        return local.as_string
+    if not isinstance(existing, TerraformLocal) or getattr(existing, "nndb_text", None) != content:
+        raise ValueError(f"local {name!r} already holds other text; give the shared file another name")
+    return existing.as_string

@@ -10,9 +10,10 @@ from pathlib import Path
 from cdktf import App
 
 from nexanest_db.config import STACKS, ProjectPaths, effective_environment, find_env_file
-from nexanest_db.stacks import outputs
+from nexanest_db.stacks import outputs, uploads_report
 from nexanest_db.stacks.database_stack import DatabaseStack
 from nexanest_db.stacks.inputs import StackInputs, gather_inputs
+from nexanest_db.stacks.uploads_report import render_uploads
 
 
 def build_app(*, paths: ProjectPaths, environ: Mapping[str, str], outdir: str | None = None, stacks: tuple[str, ...] = STACKS) -> App:
@@ -51,6 +52,7 @@ def synth_from_environment(project_root: Path | None = None) -> None:
         stack_dir = Path(app.outdir) / "stacks" / stack_inputs.stack
         outputs.secure_stack_directory(stack_dir)
         outputs.secure_local_state(outputs.local_state_files(stack_dir, stack_inputs.config))
+        document = json.loads((stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
+        (stack_dir / uploads_report.FILE_NAME).write_text(render_uploads(stack_inputs.stack, document), encoding="utf-8")
         if lock_file is not None:
-            document = json.loads((stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
             outputs.place_provider_lock(stack_dir, lock_file, outputs.required_providers(document))

@@ -31,7 +31,7 @@ from nexanest_db.constructs import (
     RedisTls,
 )
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
-from nexanest_db.constructs.shared import standard_labels
+from nexanest_db.constructs.shared import shared_text, standard_labels
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
@@ -96,6 +96,13 @@ class DatabaseStack(TerraformStack):
                 container_port=spec.container_port, host_port=endpoints.for_instance(instance).port, bind_address=config.bind_address
             )
 
+        # sql/first-start/ goes into both PostgreSQL containers: its text lives once, in a Terraform local.
+        first_start = {
+            f.relative_path: shared_text(
+                self, f"first-start-{f.relative_path.removeprefix('first-start/').removesuffix('.sql')}", f.content
+            )
+            for f in inputs.sql_under("first-start")
+        }
         databases: dict[str, PostgresInstance] = {}
         for instance in ("postgres", "timescale"):
             spec = config.postgres if instance == "postgres" else config.timescale
@@ -103,8 +110,8 @@ class DatabaseStack(TerraformStack):
             # Only sql/first-start/ runs from /docker-entrypoint-initdb.d (once, on an empty data dir);
             # sql/init/ needs secrets and re-runs on every deploy, so the post-apply hooks execute it.
             init_scripts = [
-                FileUpload(path=f"{INIT_DIR}/{f.relative_path.removeprefix('first-start/')}", content=f.content)
-                for f in inputs.sql_under("first-start")
+                FileUpload(path=f"{INIT_DIR}/{relative.removeprefix('first-start/')}", content=text)
+                for relative, text in first_start.items()
             ]
             schema_files = [
                 FileUpload(path=f"{SCHEMAS_DIR}/{f.relative_path.removeprefix('schemas/')}", content=f.content)

@@ -103,6 +103,7 @@ ACL_FILE = re.compile(
 )
 RESOURCE_REF = re.compile(rf"\$\{{(?P<type>docker_image|docker_volume|docker_network)\.(?P<id>{_ID})\.(?P<attr>image_id|name)\}}")
 REF_ATTRIBUTE = {"docker_image": "image_id", "docker_volume": "name", "docker_network": "name"}
+LOCAL_REF = re.compile(rf"\$\{{local\.(?P<name>{_ID})\}}")  # a file shared by two uploads (nexanest_db.constructs.shared.shared_text)
 
 
 def fail(message: str) -> None:
@@ -146,6 +147,11 @@ class Terraform:
                 f"user {line['user']} on #{hashlib.sha256(self.secret(line, where).encode('utf-8')).hexdigest()} {line['rules']}\n"
                 for line in ACL_LINE.finditer(value)
             )
+        if match := LOCAL_REF.fullmatch(value):
+            text = self.document.get("locals", {}).get(match["name"])
+            if not isinstance(text, str) or "${" in text:
+                fail(f"{where}: {value} is not a plain-text local of cdk.tf.json")
+            return text
         if match := RESOURCE_REF.fullmatch(value):
             if REF_ATTRIBUTE[match["type"]] != match["attr"]:
                 fail(f"{where}: unsupported reference {value} (this test maps {match['type']}.*.{REF_ATTRIBUTE[match['type']]})")

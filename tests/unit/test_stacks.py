@@ -188,7 +188,9 @@ def test_tls_uploads_wrapper_and_conf_in_staging_and_prod(stacks: dict[str, dict
                 "hba_file = '/etc/postgresql/pg_hba.conf'",
             ):
                 assert f"\n{line}\n" in conf
-            hba = [line.split() for line in files["/etc/postgresql/pg_hba.conf"]["content"].splitlines() if not line.startswith("#")]
+            assert files["/etc/postgresql/pg_hba.conf"]["content"] == "${local.pg_hba_tls}"  # one copy for both instances
+            hba_text = stacks[name]["locals"]["pg_hba_tls"]
+            hba = [line.split() for line in hba_text.splitlines() if not line.startswith("#")]
             assert hba == [
                 ["local", "all", "all", "trust"],
                 ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
