@@ -81,6 +81,10 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
     SecretSpec(name="redis_auth", env_var="AUTH_REDIS_PASSWORD", description="auth service Redis ACL user"),
     SecretSpec(name="redis_portfolio", env_var="PORTFOLIO_REDIS_PASSWORD", description="portfolio service Redis ACL user"),
     SecretSpec(name="redis_analytics", env_var="ANALYTICS_REDIS_PASSWORD", description="analytics service Redis ACL user"),
+    # The exporters' least-privilege logins (monitoring/identities.toml); the exporter containers get them as files.
+    SecretSpec(name="postgres_monitor", env_var="POSTGRES_MONITOR_PASSWORD", description="PostgreSQL exporter's monitoring role"),
+    SecretSpec(name="timescale_monitor", env_var="TIMESCALE_MONITOR_PASSWORD", description="TimescaleDB exporter's monitoring role"),
+    SecretSpec(name="redis_monitor", env_var="REDIS_MONITOR_PASSWORD", description="Redis exporter's ACL user"),
     # Only nndb itself uses the backup key (backups are taken and restored by the hooks and `nndb backup`): Terraform never sees it.
     SecretSpec(
         name="backup_encryption_key",

@@ -45,6 +45,8 @@ class PostApplyHooksProps:
     # has nothing else; the hooks read these copies, i.e. exactly what was planned.
     config_dir: str | None = None
     sql_dir: str | None = None
+    # monitoring/ too: the hooks create the exporters' identities from its identities.toml.
+    monitoring_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name, digest in self.content_hashes.items():
@@ -56,6 +58,8 @@ class PostApplyHooksProps:
             raise ValueError("ship both config_dir and sql_dir with the stack, or neither")
         if self.config_dir and not {"config_dir", "sql"} <= set(self.content_hashes):
             raise ValueError("shipping config/ and sql/ needs their content hashes ('config_dir', 'sql')")
+        if self.monitoring_dir and (not self.config_dir or "monitoring" not in self.content_hashes):
+            raise ValueError("shipping monitoring/ needs config/ and sql/ shipped too, and its content hash ('monitoring')")
 
 
 class PostApplyHooks(Construct):
@@ -74,6 +78,11 @@ class PostApplyHooks(Construct):
             )
             sql_asset = TerraformAsset(self, "sql", path=props.sql_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["sql"])
             environment.update({"NNDB_CONFIG_DIR": config_asset.path, "NNDB_SQL_DIR": sql_asset.path})
+            if props.monitoring_dir:
+                monitoring_asset = TerraformAsset(
+                    self, "monitoring", path=props.monitoring_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["monitoring"]
+                )
+                environment["NNDB_MONITORING_DIR"] = monitoring_asset.path
         self.resource = DataResource(
             self,
             "run",
