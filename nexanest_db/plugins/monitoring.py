@@ -70,14 +70,15 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
     actual = acl_user(client, identity.user)
     if actual is not None:
         flags = _text(actual.get("flags")).split()
-        wanted_commands = "-@all " + " ".join(identity.commands)
+        # Redis reorders the rules it reports: compare them as a set.
+        wanted_commands = {"-@all", *identity.commands}
         if (
             "on" in flags
             and "nopass" not in flags
             and _text(actual.get("passwords")).split() == [digest]
             and not _text(actual.get("keys"))
             and not _text(actual.get("channels"))
-            and _text(actual.get("commands")) == wanted_commands
+            and set(_text(actual.get("commands")).split()) == wanted_commands
             and not actual.get("selectors")
         ):
             return []
