@@ -34,8 +34,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def passwords(tag: str) -> dict[str, str]:
-    """One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS)."""
-    return {spec.env_var: f"{tag}-{spec.name}-pw" for spec in SECRET_SPECS}
+    """One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS), without whitespace."""
+    return {spec.env_var: f"{tag.replace(' ', '-')}-{spec.name}-pw" for spec in SECRET_SPECS}
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -175,8 +175,15 @@ class DeployedCopy:
             except requests.RequestException as exc:
                 last = type(exc).__name__
             if time.monotonic() > deadline:
-                logs = docker("logs", "--tail", "20", self.container(exporter), check=False)
-                raise AssertionError(f"{exporter}: /metrics never had {sample!r} within {timeout_s:.0f} s ({last})\n{logs}")
+                name = self.container(exporter)
+                state = docker(
+                    "inspect", "--format", "{{.State.Status}} exit {{.State.ExitCode}} {{json .NetworkSettings.Ports}}", name, check=False
+                )
+                logs = subprocess.run(["docker", "logs", "--tail", "20", name], capture_output=True, text=True, timeout=60)
+                raise AssertionError(
+                    f"{exporter}: /metrics on port {self.ports[exporter]} never had {sample!r} within {timeout_s:.0f} s ({last}); "
+                    f"container {state}\n{logs.stdout}{logs.stderr}"
+                )
             time.sleep(1)
 
     def names_on_engine(self) -> dict[str, str]:
