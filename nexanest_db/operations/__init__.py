@@ -1,0 +1,1 @@
+"""What commands and hook steps share: migrate, backup, restore, status, drift."""
