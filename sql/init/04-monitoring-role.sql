@@ -12,7 +12,7 @@
 
 -- step: created monitoring role {monitor_role}
 -- run-if: SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %(monitor_role)s)
-CREATE ROLE {monitor_role} LOGIN CONNECTION LIMIT {connection_limit};
+CREATE ROLE {monitor_role} LOGIN CONNECTION LIMIT {connection_limit} PASSWORD {monitor_password};
 
 -- step: reset role {monitor_role} to LOGIN without elevated attributes
 -- run-if: SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = %(monitor_role)s AND (NOT rolcanlogin OR rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls OR rolconnlimit <> %(connection_limit)s))
