@@ -15,7 +15,7 @@ from nexanest_db.errors import NndbError
 
 
 def build_app() -> typer.Typer:
-    from nexanest_db.commands import backup, hooks, lifecycle, migrate, secrets, synth
+    from nexanest_db.commands import backup, hooks, lifecycle, migrate, secrets, status, synth
 
     app = typer.Typer(name="nndb", help="Operate the NexaNest database tier.", no_args_is_help=True, add_completion=False)
     app.add_typer(hooks.app, name="hooks")
@@ -25,6 +25,7 @@ def build_app() -> typer.Typer:
     app.command(name="synth")(synth.synth)
     app.command(name="wait-ready")(lifecycle.wait_ready_command)
     app.command(name="before-destroy")(lifecycle.before_destroy_command)
+    app.command(name="status")(status.status)
     return app
 
 

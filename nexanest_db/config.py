@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -132,6 +133,35 @@ class PostgresInstanceConfig(InstanceConfig):
 
 class RedisInstanceConfig(InstanceConfig):
     container_port: Port = 6379
+
+
+# The upstream releases monitoring/README.md checked the rules' metric names against (by digest in prod).
+DEFAULT_POSTGRES_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.11.1"
+DEFAULT_REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.45.0"
+
+
+class ExporterConfig(_Model):
+    """One Prometheus exporter container beside a database (monitoring/README.md: the scrape config).
+
+    ``port`` is the published port, bound to ``bind_address`` like the databases'; the exporter
+    listens on its image's default port inside the container.
+    """
+
+    image: str = Field(min_length=1)
+    port: Port
+    resources: Resources = Resources(memory_mb=64, cpus=0.25)
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+
+
+class ExportersConfig(_Model):
+    """The exporters of the tier: one per PostgreSQL/TimescaleDB instance, one for Redis."""
+
+    postgres: ExporterConfig = ExporterConfig(image=DEFAULT_POSTGRES_EXPORTER_IMAGE, port=9187)
+    timescale: ExporterConfig = ExporterConfig(image=DEFAULT_POSTGRES_EXPORTER_IMAGE, port=9188)
+    redis: ExporterConfig = ExporterConfig(image=DEFAULT_REDIS_EXPORTER_IMAGE, port=9121)
+
+    def for_instance(self, name: str) -> ExporterConfig:
+        return {"postgres": self.postgres, "timescale": self.timescale, "redis": self.redis}[name]
 
 
 class HealthcheckConfig(_Model):
@@ -255,6 +285,7 @@ class EnvironmentConfig(_Model):
     services: dict[str, ServiceConfig]
     tls: TlsConfig = TlsConfig()
     destroy: DestroyPolicy = DestroyPolicy()
+    exporters: ExportersConfig = ExportersConfig()
 
     @property
     def stack(self) -> str:
@@ -278,6 +309,7 @@ class EnvironmentConfig(_Model):
     @model_validator(mode="after")
     def _cross_field_rules(self) -> EnvironmentConfig:
         ports = {"postgres.port": self.postgres.port, "timescale.port": self.timescale.port, "redis.port": self.redis.port}
+        ports.update({f"exporters.{name}.port": self.exporters.for_instance(name).port for name in INSTANCES})
         seen: dict[int, str] = {}
         for field, port in ports.items():
             if port in seen:
@@ -288,6 +320,10 @@ class EnvironmentConfig(_Model):
                 image = self.instance(name).image
                 if not _DIGEST.match(image):
                     raise ValueError(f"{name}.image: prod images must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
+            for name in INSTANCES:
+                image = self.exporters.for_instance(name).image
+                if not _DIGEST.match(image):
+                    raise ValueError(f"exporters.{name}.image: prod images must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
             if self.secrets.source != "vault":
                 raise ValueError("secrets.source: prod accepts only 'vault'")
         if self.protected and not self.tls.enabled:
@@ -358,6 +394,9 @@ ENDPOINT_VARIABLES: tuple[str, ...] = (
     "TIMESCALE_PORT",
     "REDIS_HOST",
     "REDIS_PORT",
+    "POSTGRES_EXPORTER_PORT",
+    "TIMESCALE_EXPORTER_PORT",
+    "REDIS_EXPORTER_PORT",
 )
 
 
@@ -375,9 +414,15 @@ class Endpoints:
     timescale: HostPort
     redis: HostPort
     db_host_override: str | None = None
+    # Published port of each instance's exporter (config ``exporters.<instance>.port``, or ``<INSTANCE>_EXPORTER_PORT``).
+    exporter_ports: Mapping[str, int] = dataclass_field(default_factory=dict)
 
     def for_instance(self, name: str) -> HostPort:
         return {"postgres": self.postgres, "timescale": self.timescale, "redis": self.redis}[name]
+
+    def exporter(self, name: str) -> HostPort:
+        """Where the exporter of instance ``name`` answers: the instance's host, the exporter's published port."""
+        return HostPort(host=self.for_instance(name).host, port=self.exporter_ports[name])
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -440,10 +485,16 @@ def resolve_endpoints(config: EnvironmentConfig, environ: Mapping[str, str]) -> 
         timescale=one("TIMESCALE", config.timescale.port),
         redis=one("REDIS", config.redis.port),
         db_host_override=db_host,
+        exporter_ports={
+            name: _port(environ, f"{name.upper()}_EXPORTER_PORT", config.exporters.for_instance(name).port) for name in INSTANCES
+        },
     )
     published = [endpoints.postgres.port, endpoints.timescale.port, endpoints.redis.port]
     if len(set(published)) != 3:
         raise ConfigError(f"POSTGRES_PORT/TIMESCALE_PORT/REDIS_PORT: ports clash after overrides: {published}")
+    exporters = [endpoints.exporter_ports[name] for name in INSTANCES]
+    if len(set(published + exporters)) != 6:
+        raise ConfigError(f"*_EXPORTER_PORT: exporter ports clash with each other or a database after overrides: {exporters}")
     return endpoints
 
 
@@ -457,6 +508,12 @@ class ProjectPaths:
     root: Path
     config_dir: Path
     sql_dir: Path
+    # monitoring/ (the exporters' identities); None: <root>/monitoring. The post-apply resource ships a copy.
+    monitoring: Path | None = None
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.monitoring or self.root / "monitoring"
 
     @classmethod
     def at(cls, root: Path) -> ProjectPaths:

@@ -56,3 +56,9 @@ class DestroyRefused(NndbError):
     """A destroy was stopped before anything was removed: not confirmed, or no proven backup."""
 
     exit_code = 8
+
+
+class StatusRed(NndbError):
+    """``nndb status`` found something red (each red item was printed on stderr, one line each)."""
+
+    exit_code = 9

@@ -69,3 +69,13 @@ def connect_redis(
             f"{where}: {reason}; is the server up and published on that port? (check REDIS_HOST/REDIS_PORT or DB_HOST)"
         ) from None
     return client
+
+
+def acl_user(client: redis.Redis, name: str) -> dict[str, object] | None:
+    """``ACL GETUSER`` as a flat dict of strings/lists (raw reply: redis-py's acl_getuser() reshapes it per version)."""
+    reply = client.execute_command("ACL", "GETUSER", name)
+    if not reply:
+        return None
+    if isinstance(reply, list):  # RESP2 without a response callback: [key, value, key, value, ...]
+        reply = dict(zip(reply[::2], reply[1::2], strict=True))
+    return {str(k): v for k, v in reply.items()}

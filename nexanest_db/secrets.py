@@ -50,6 +50,7 @@ from nexanest_db.errors import SecretsError
 
 DEV_DEFAULT_PASSWORD = "dev_password"  # noqa: S105 -- the ADR's public local/dev default, refused elsewhere
 BACKUP_KEY_MIN_LENGTH = 16  # characters (nexanest_db.backup_crypto derives the file keys with HKDF-SHA256)
+EXPORTER_DSN_FORBIDDEN = " \t\r\n'\"\\"  # whitespace, quotes, backslash
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,9 @@ class SecretSpec:
     terraform: bool = True
     min_length: int = 0
     tls: bool = False  # needed only when the environment enables TLS (``required_secret_names``)
+    # Characters the consumer cannot take, refused in every environment: postgres_exporter 0.11.1
+    # rejects a DSN whose password has whitespace or quotes, and then logs that DSN, password included.
+    forbidden: str = ""
 
 
 SECRET_SPECS: tuple[SecretSpec, ...] = (
@@ -81,6 +85,20 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
     SecretSpec(name="redis_auth", env_var="AUTH_REDIS_PASSWORD", description="auth service Redis ACL user"),
     SecretSpec(name="redis_portfolio", env_var="PORTFOLIO_REDIS_PASSWORD", description="portfolio service Redis ACL user"),
     SecretSpec(name="redis_analytics", env_var="ANALYTICS_REDIS_PASSWORD", description="analytics service Redis ACL user"),
+    # The exporters' least-privilege logins (monitoring/identities.toml); the exporter containers get them as files.
+    SecretSpec(
+        name="postgres_monitor",
+        env_var="POSTGRES_MONITOR_PASSWORD",
+        description="PostgreSQL exporter's monitoring role",
+        forbidden=EXPORTER_DSN_FORBIDDEN,
+    ),
+    SecretSpec(
+        name="timescale_monitor",
+        env_var="TIMESCALE_MONITOR_PASSWORD",
+        description="TimescaleDB exporter's monitoring role",
+        forbidden=EXPORTER_DSN_FORBIDDEN,
+    ),
+    SecretSpec(name="redis_monitor", env_var="REDIS_MONITOR_PASSWORD", description="Redis exporter's ACL user"),
     # Only nndb itself uses the backup key (backups are taken and restored by the hooks and `nndb backup`): Terraform never sees it.
     SecretSpec(
         name="backup_encryption_key",
@@ -152,8 +170,16 @@ def refuse_dev_default(environment: str, name: str, location: str, value: str) -
 
 
 def refuse_weak(environment: str, name: str, location: str, value: str) -> None:
-    """Outside local/dev: the dev default, and a value shorter than the secret's ``min_length``, are refused."""
+    """Outside local/dev: the dev default, and a value shorter than the secret's ``min_length``, are refused.
+
+    Everywhere: a character the secret's consumer cannot take (``SecretSpec.forbidden``).
+    """
     refuse_dev_default(environment, name, location, value)
+    if any(c in spec_for(name).forbidden for c in value):
+        raise SecretsError(
+            f"{environment}: secret {name} from {location} contains whitespace, a quote or a backslash, which its consumer "
+            "(the PostgreSQL exporter) cannot use; store a value without them (e.g. openssl rand -hex 24)"
+        )
     minimum = spec_for(name).min_length
     if environment not in DEV_DEFAULT_ENVIRONMENTS and len(value) < minimum:
         raise SecretsError(

@@ -56,7 +56,7 @@ class StepValues:
     """What fills a step file: identifiers, literals and plain flags (the latter only usable in ``run-if``)."""
 
     identifiers: Mapping[str, str | None] = field(default_factory=dict)
-    literals: Mapping[str, str | None] = field(default_factory=dict)
+    literals: Mapping[str, str | int | None] = field(default_factory=dict)
     flags: Mapping[str, bool] = field(default_factory=dict)
 
     def params(self) -> dict[str, object]:

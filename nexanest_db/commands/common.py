@@ -48,7 +48,8 @@ def project_paths(start: Path, project_dir: Path | None, environ: Mapping[str, s
     ``NNDB_CONFIG_DIR``/``NNDB_SQL_DIR`` (relative to ``start``) are set by the post-apply resource
     to the copies of the config file and sql/ shipped in the stack directory: the hooks then run exactly
     what was planned, and need no project around them (a Terraform Cloud agent has only the stack
-    directory; the root, where backups go by default, is then ``start``).
+    directory; the root, where backups go by default, is then ``start``). ``NNDB_MONITORING_DIR``
+    (the shipped copy of monitoring/, for the exporters' identities) comes with them.
     """
     config_dir, sql_dir = environ.get("NNDB_CONFIG_DIR"), environ.get("NNDB_SQL_DIR")
     if bool(config_dir) != bool(sql_dir):
@@ -59,7 +60,10 @@ def project_paths(start: Path, project_dir: Path | None, environ: Mapping[str, s
             root = explicit or find_project_root(start)
         except ConfigError:
             root = start
-        return ProjectPaths(root=root, config_dir=start / config_dir, sql_dir=start / sql_dir)
+        monitoring_dir = environ.get("NNDB_MONITORING_DIR")
+        return ProjectPaths(
+            root=root, config_dir=start / config_dir, sql_dir=start / sql_dir, monitoring=start / monitoring_dir if monitoring_dir else None
+        )
     return ProjectPaths.at(explicit or find_project_root(start))
 
 

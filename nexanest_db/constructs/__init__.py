@@ -4,6 +4,7 @@ from nexanest_db.constructs.database_network import DatabaseNetwork, DatabaseNet
 from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsProps
 from nexanest_db.constructs.destroy_guard import DestroyGuard, DestroyGuardProps
 from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
+from nexanest_db.constructs.exporters import PostgresExporter, PostgresExporterProps, RedisExporter, RedisExporterProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
 from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps, RedisTls
@@ -23,11 +24,15 @@ __all__ = [
     "HealthPolicy",
     "PostApplyHooks",
     "PostApplyHooksProps",
+    "PostgresExporter",
+    "PostgresExporterProps",
     "PostgresInstance",
     "PostgresInstanceProps",
     "PostgresTls",
     "PublishedPort",
     "RedisAclUser",
+    "RedisExporter",
+    "RedisExporterProps",
     "RedisInstance",
     "RedisInstanceProps",
     "RedisTls",

@@ -48,6 +48,8 @@ class PostApplyHooksProps:
     # must not change this stack's output or re-run its hooks.
     config_file: str | None = None
     sql_dir: str | None = None
+    # monitoring/ too: the hooks create the exporters' identities from its identities.toml.
+    monitoring_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name, digest in self.content_hashes.items():
@@ -59,6 +61,8 @@ class PostApplyHooksProps:
             raise ValueError("ship both config_file and sql_dir with the stack, or neither")
         if self.config_file and not {"config_file", "sql"} <= set(self.content_hashes):
             raise ValueError("shipping the config file and sql/ needs their content hashes ('config_file', 'sql')")
+        if self.monitoring_dir and (not self.config_file or "monitoring" not in self.content_hashes):
+            raise ValueError("shipping monitoring/ needs the config file and sql/ shipped too, and its content hash ('monitoring')")
 
 
 class PostApplyHooks(Construct):
@@ -78,6 +82,11 @@ class PostApplyHooks(Construct):
             sql_asset = TerraformAsset(self, "sql", path=props.sql_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["sql"])
             # The hooks look for <environment>.toml in NNDB_CONFIG_DIR: the folder the file asset lands in.
             environment.update({"NNDB_CONFIG_DIR": posixpath.dirname(config_asset.path), "NNDB_SQL_DIR": sql_asset.path})
+            if props.monitoring_dir:
+                monitoring_asset = TerraformAsset(
+                    self, "monitoring", path=props.monitoring_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["monitoring"]
+                )
+                environment["NNDB_MONITORING_DIR"] = monitoring_asset.path
         self.resource = DataResource(
             self,
             "run",

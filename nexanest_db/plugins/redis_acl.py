@@ -17,6 +17,7 @@ import redis
 
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.redis_session import acl_user as get_user
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, REDIS_SERVICE_COMMANDS, ServiceRoles
 
 COMMANDS = " ".join(REDIS_SERVICE_COMMANDS)
@@ -28,16 +29,6 @@ def _sha256(password: str) -> str:
 
 def wanted_rules(service: ServiceRoles, password_hash: str) -> list[str]:
     return ["reset", "on", f"#{password_hash}", *service.redis_rules]
-
-
-def get_user(client: redis.Redis, name: str) -> dict[str, object] | None:
-    """``ACL GETUSER`` as a flat dict of strings/lists (raw reply: redis-py's acl_getuser() reshapes it per version)."""
-    reply = client.execute_command("ACL", "GETUSER", name)
-    if not reply:
-        return None
-    if isinstance(reply, list):  # RESP2 without a response callback: [key, value, key, value, ...]
-        reply = dict(zip(reply[::2], reply[1::2], strict=True))
-    return {str(k): v for k, v in reply.items()}
 
 
 def _text(value: object) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cdktf import CloudBackend, LocalBackend, NamedCloudWorkspace, TerraformElement, TerraformOutput, TerraformStack
 from constructs import Construct, Node
 
@@ -21,17 +23,23 @@ from nexanest_db.constructs import (
     HealthPolicy,
     PostApplyHooks,
     PostApplyHooksProps,
+    PostgresExporter,
+    PostgresExporterProps,
     PostgresInstance,
     PostgresInstanceProps,
     PostgresTls,
     PublishedPort,
     RedisAclUser,
+    RedisExporter,
+    RedisExporterProps,
     RedisInstance,
     RedisInstanceProps,
     RedisTls,
 )
+from nexanest_db.constructs.exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import shared_text, standard_labels
+from nexanest_db.monitoring import MONITOR_SECRETS
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
@@ -165,6 +173,12 @@ class DatabaseStack(TerraformStack):
                         RedisAclUser(name=svc.redis_user, password_sha256=secrets.sha256(svc.redis_secret), rules=svc.redis_rules)
                         for svc in all_services(config)
                     ),
+                    # The exporter's user exists from the container's first second, like the services'.
+                    RedisAclUser(
+                        name=inputs.identities.redis.user,
+                        password_sha256=secrets.sha256(MONITOR_SECRETS["redis"]),
+                        rules=inputs.identities.redis.rules,
+                    ),
                 ],
                 published=published("redis"),
                 limits=limits("redis"),
@@ -180,18 +194,26 @@ class DatabaseStack(TerraformStack):
             ),
         )
 
+        exporters = self._exporters(inputs, network_name=network.name, secrets=secrets, labels_for=labels_for)
+
         instances: dict[str, PostgresInstance | RedisInstance] = {**databases, "redis": redis}
         hooks = PostApplyHooks(
             self,
             "post-apply",
             props=PostApplyHooksProps(
                 stack=inputs.stack,
-                content_hashes={"sql": inputs.sql_tree_hash, "config": inputs.config_hash, "config_file": inputs.config_file_hash},
+                content_hashes={
+                    "sql": inputs.sql_tree_hash,
+                    "config": inputs.config_hash,
+                    "config_file": inputs.config_file_hash,
+                    "monitoring": inputs.monitoring_tree_hash,
+                },
                 container_ids={name: instance.container_id for name, instance in instances.items()},
                 depends_on=[instance.container for instance in instances.values()],
                 secrets_fingerprint=secrets.fingerprint(),
                 config_file=str(config_file_for(inputs.stack, inputs.paths.config_dir)),
                 sql_dir=str(inputs.paths.sql_dir),
+                monitoring_dir=str(inputs.paths.monitoring_dir),
             ),
         )
         DestroyGuard(
@@ -199,7 +221,7 @@ class DatabaseStack(TerraformStack):
             "destroy-guard",
             props=DestroyGuardProps(
                 stack=inputs.stack,
-                depends_on=[hooks.resource, *(instance.container for instance in instances.values())],
+                depends_on=[hooks.resource, *(instance.container for instance in instances.values()), *(e.container for e in exporters)],
                 environment=hooks.environment,
             ),
         )
@@ -208,9 +230,73 @@ class DatabaseStack(TerraformStack):
             endpoint = endpoints.for_instance(instance)
             TerraformOutput(self, f"{instance}_host", value=endpoint.host, description=f"host clients use to reach {instance}")
             TerraformOutput(self, f"{instance}_port", value=endpoint.port, description=f"published {instance} port")
+            TerraformOutput(
+                self,
+                f"{instance}_exporter_port",
+                value=endpoints.exporter_ports[instance],
+                description=f"published port of {instance}'s Prometheus exporter (/metrics)",
+            )
 
         add_moved_blocks(self)
 
     def _allocate_logical_id(self, tf_element: TerraformElement | Node) -> str:
         """cdktf's naming hook (``allocateLogicalId``): stable addresses, see ``nexanest_db.stacks.addresses``."""
         return stable_logical_id(self, tf_element)
+
+    def _exporters(
+        self, inputs: StackInputs, *, network_name: str, secrets: DeploySecrets, labels_for: Callable[[str], dict[str, str]]
+    ) -> list[PostgresExporter | RedisExporter]:
+        """One exporter per instance, logging in as its monitoring identity (monitoring/identities.toml)."""
+        config = inputs.config
+        ca = secrets.sensitive("tls_ca_cert") if config.tls.enabled else None
+        exporters: list[PostgresExporter | RedisExporter] = []
+
+        def published(instance: str, container_port: int) -> PublishedPort:
+            return PublishedPort(
+                container_port=container_port, host_port=inputs.endpoints.exporter_ports[instance], bind_address=config.bind_address
+            )
+
+        def limits(instance: str) -> ContainerLimits:
+            spec = config.exporters.for_instance(instance)
+            return ContainerLimits(memory_mb=spec.resources.memory_mb, cpus=spec.resources.cpus, restart=spec.restart)
+
+        for instance in ("postgres", "timescale"):
+            exporters.append(
+                PostgresExporter(
+                    self,
+                    f"{instance}-exporter",
+                    props=PostgresExporterProps(
+                        container_name=f"{config.name_prefix}-{instance}-exporter",
+                        image=config.exporters.for_instance(instance).image,
+                        target=instance,
+                        target_port=config.instance(instance).container_port,
+                        user=inputs.identities.postgres.role,
+                        password=secrets.sensitive(MONITOR_SECRETS[instance]),
+                        published=published(instance, POSTGRES_EXPORTER_PORT),
+                        limits=limits(instance),
+                        network_name=network_name,
+                        labels=labels_for(f"{instance}-exporter"),
+                        ca_cert=ca,
+                    ),
+                )
+            )
+        exporters.append(
+            RedisExporter(
+                self,
+                "redis-exporter",
+                props=RedisExporterProps(
+                    container_name=f"{config.name_prefix}-redis-exporter",
+                    image=config.exporters.redis.image,
+                    target="redis",
+                    target_port=config.redis.container_port,
+                    user=inputs.identities.redis.user,
+                    password=secrets.sensitive(MONITOR_SECRETS["redis"]),
+                    published=published("redis", REDIS_EXPORTER_PORT),
+                    limits=limits("redis"),
+                    network_name=network_name,
+                    labels=labels_for("redis-exporter"),
+                    ca_cert=ca,
+                ),
+            )
+        )
+        return exporters

@@ -63,12 +63,13 @@ debian_mirror() {
 
 base_packages() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$IMAGES_SRC/base/packages.txt" | tr -d ' \t' | paste -sd, -; }
 
-# Hash of everything an image is made from: the base recipe plus every file in tests/images.
+# Hash of everything a database stand-in is made from: the base recipe plus every file in tests/images
+# except the exporters' (their own table and hash, exporter_hash).
 fixture_hash() {
 	(
 		cd "$IMAGES_SRC"
 		printf 'suite=%s\n' "$DEBIAN_SUITE"
-		find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		find . -type f ! -name '*.md' ! -path './exporters/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 	) | sha256sum | cut -c1-16
 }
 
@@ -181,6 +182,11 @@ remove_legacy_standin_tags() {
 }
 
 ensure_images() {
+	ensure_database_images
+	ensure_exporter_images
+}
+
+ensure_database_images() {
 	read_image_table
 	remove_legacy_standin_tags
 	local fhash bhash i
@@ -213,8 +219,67 @@ ensure_images() {
 	IMAGES_READY=1
 }
 
+# --- exporter stand-ins (tests/images/exporters/tags.txt) --------------------------------------------
+# Each runs the binary of a pinned Debian package, downloaded with apt-get into a copy of its build
+# context (the build itself has no network) and extracted by dpkg-deb in the Dockerfile.
+EXPORTERS_SRC=$IMAGES_SRC/exporters
+EXPORTER_OFFICIAL=()
+EXPORTER_TAGS=()
+EXPORTER_CONTEXTS=()
+EXPORTER_PACKAGES=()
+
+read_exporter_table() {
+	local official standin context package
+	EXPORTER_OFFICIAL=() EXPORTER_TAGS=() EXPORTER_CONTEXTS=() EXPORTER_PACKAGES=()
+	while read -r official standin context package; do
+		[[ -z $official || $official == \#* ]] && continue
+		EXPORTER_OFFICIAL+=("$official") EXPORTER_TAGS+=("$standin") EXPORTER_CONTEXTS+=("$context") EXPORTER_PACKAGES+=("$package")
+	done <"$EXPORTERS_SRC/tags.txt"
+	((${#EXPORTER_TAGS[@]} == 2)) || fail "test images" "tests/images/exporters/tags.txt must list 2 images, found ${#EXPORTER_TAGS[@]}"
+}
+
+exporter_hash() {
+	(
+		printf 'base=%s\n' "$(base_hash)"
+		cd "$EXPORTERS_SRC"
+		find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+	) | sha256sum | cut -c1-16
+}
+
+exporters_current() {
+	local tag
+	for tag in "${EXPORTER_TAGS[@]}"; do
+		[[ $(image_label "$tag" "$LABEL_NS.hash") == "$1" ]] || return 1
+	done
+}
+
+ensure_exporter_images() {
+	read_exporter_table
+	local ehash i
+	ehash=$(exporter_hash)
+	if [[ $REBUILD_IMAGES == 0 ]] && exporters_current "$ehash"; then
+		say "test images: ${EXPORTER_TAGS[*]} up to date (exporter hash $ehash)"
+		return 0
+	fi
+	mkdir -p "$IMAGES_DIR"
+	ensure_base_image "$(base_hash)"
+	for i in "${!EXPORTER_TAGS[@]}"; do
+		local ctx=$IMAGES_DIR/context-${EXPORTER_CONTEXTS[$i]} package=${EXPORTER_PACKAGES[$i]}
+		rm -rf "$ctx"
+		cp -r "$EXPORTERS_SRC/${EXPORTER_CONTEXTS[$i]}" "$ctx"
+		step_begin "downloading $package (apt-get download)"
+		(cd "$ctx" && run_logged "$LOG_DIR/apt-download-${EXPORTER_CONTEXTS[$i]}.log" apt-get download "$package") ||
+			fail "apt-get download $package" "see $LOG_DIR/apt-download-${EXPORTER_CONTEXTS[$i]}.log (apt-get update first?)"
+		mv "$ctx"/*.deb "$ctx/package.deb"
+		step_end
+		build_image "${EXPORTER_TAGS[$i]}" "$ctx" "${EXPORTER_OFFICIAL[$i]} (official image)" "$ehash" "BASE_IMAGE=$BASE_TAG"
+		rm -rf "$ctx"
+	done
+}
+
 # standins_present: the current stand-ins are on the engine (for env.sh when images were not built this run).
 standins_present() {
 	read_image_table
-	images_current "$(fixture_hash)"
+	read_exporter_table
+	images_current "$(fixture_hash)" && exporters_current "$(exporter_hash)"
 }

@@ -51,6 +51,7 @@ from tests.support.standins import point_at_standins
 pytestmark = pytest.mark.e2e
 STACK = "local-db"
 INSTANCES = ("postgres", "timescale", "redis")
+EXPORTERS = tuple(f"{instance}-exporter" for instance in INSTANCES)  # container names after the prefix
 TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 
 # One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS).
@@ -101,6 +102,10 @@ ACL_LINE = re.compile(_ACL_LINE)
 ACL_FILE = re.compile(
     r'\$\{join\("", \[' + re.sub(r"\(\?P<\w+>", "(?:", _ACL_LINE) + r"(?:, " + re.sub(r"\(\?P<\w+>", "(?:", _ACL_LINE) + r")*\]\)\}"
 )
+# The redis_exporter password map: format("{%s:%s}", jsonencode("<uri>"), jsonencode(sensitive(<secret>)))
+PASSWORD_MAP = re.compile(
+    rf'\$\{{format\("\{{%s:%s\}}", jsonencode\("(?P<uri>[a-z]+://[a-z0-9.-]+:[0-9]+)"\), jsonencode\(sensitive\({_SECRET_REF}\)\)\)\}}'
+)
 RESOURCE_REF = re.compile(rf"\$\{{(?P<type>docker_image|docker_volume|docker_network)\.(?P<id>{_ID})\.(?P<attr>image_id|name)\}}")
 REF_ATTRIBUTE = {"docker_image": "image_id", "docker_volume": "name", "docker_network": "name"}
 LOCAL_REF = re.compile(rf"\$\{{local\.(?P<name>{_ID})\}}")  # a file shared by two uploads (nexanest_db.constructs.shared.shared_text)
@@ -142,6 +147,8 @@ class Terraform:
             return value
         if match := SENSITIVE.fullmatch(value):
             return self.secret(match, where)
+        if match := PASSWORD_MAP.fullmatch(value):
+            return json.dumps({match["uri"]: self.secret(match, where)})
         if ACL_FILE.fullmatch(value):
             return "".join(
                 f"user {line['user']} on #{hashlib.sha256(self.secret(line, where).encode('utf-8')).hexdigest()} {line['rules']}\n"
@@ -294,6 +301,27 @@ class Realized:
         return output
 
 
+def scrape_until(state: Realized, exporter: str, sample: str, timeout_s: float = 45) -> str:
+    """GET /metrics of ``exporter`` (published port) until a line equals ``sample`` (e.g. ``pg_up 1``); fail with what it said."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        try:
+            response = requests.get(f"http://127.0.0.1:{state.ports[exporter]}/metrics", timeout=10)
+            lines = response.text.splitlines()
+            if response.status_code == 200 and sample in lines:
+                return response.text
+            name = sample.split()[0]
+            last = f"HTTP {response.status_code}: {[line for line in lines if line.startswith(name + ' ')] or 'no ' + name}"
+        except requests.RequestException as exc:
+            last = f"{type(exc).__name__}"
+        if time.monotonic() > deadline:
+            fail(f"{exporter}: /metrics never had {sample!r} within {timeout_s:.0f} s ({last})\n{container_log(state.name(exporter))}")
+        time.sleep(1)
+
+
 def base_environment() -> dict[str, str]:
     env = dict(os.environ)
     for spec in SECRET_SPECS:  # an outer *_FILE or .env.db-style override must not win over ours
@@ -354,11 +382,12 @@ def realize_copy(
         assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
         text = text.replace(old, new)
     config_file.write_text(text)
-    ports = {instance: free_port() for instance in INSTANCES}
+    ports = {name: free_port() for name in (*INSTANCES, *EXPORTERS)}
     env = {**base_environment(), **PASSWORDS, **(tls.environ if tls is not None else {})}
     for instance in INSTANCES:
         env[f"{instance.upper()}_HOST"] = "127.0.0.1"
         env[f"{instance.upper()}_PORT"] = str(ports[instance])
+        env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
     state = Realized(root=root, prefix=prefix, ports=ports, env=env, config=tomllib.loads(text))
     try:
         realize(state)
@@ -430,9 +459,9 @@ def realize(state: Realized) -> None:
     for block_id, block in terraform.resources("docker_container").items():
         evaluated = terraform.evaluate(block, f"docker_container.{block_id}")
         instance = evaluated["name"].removeprefix(f"{state.prefix}-")
-        assert instance in INSTANCES, f"docker_container.{block_id} is named {evaluated['name']!r}, not <prefix>-<instance>"
+        assert instance in (*INSTANCES, *EXPORTERS), f"docker_container.{block_id} is named {evaluated['name']!r}, not <prefix>-<instance>"
         containers[instance] = evaluated
-    assert sorted(containers) == sorted(INSTANCES)
+    assert sorted(containers) == sorted((*INSTANCES, *EXPORTERS))
     for name in [*(n["name"] for n in networks.values()), *(v["name"] for v in volumes.values())]:
         assert name.startswith(state.prefix), f"{name} does not carry the unique prefix {state.prefix}"
     for instance, block in containers.items():
@@ -455,14 +484,14 @@ def realize(state: Realized) -> None:
         for label in block.get("labels", []):
             args += ["--label", f"{label['label']}={label['value']}"]
         docker(*args, block["name"])
-    for instance in INSTANCES:
+    for instance in (*INSTANCES, *EXPORTERS):
         block = containers[instance]
         where = f"docker_container ({instance})"
         docker(*create_args(block, where))
         if block.get("upload"):
             docker("cp", "-", f"{block['name']}:/", stdin=upload_tar(block["upload"], where))
     started: dict[str, float] = {}
-    for instance in INSTANCES:
+    for instance in (*INSTANCES, *EXPORTERS):
         docker("start", containers[instance]["name"])
         started[instance] = time.monotonic()
     state.timings["create+start"] = time.perf_counter() - start
@@ -513,6 +542,12 @@ def test_synthesized_containers_boot_healthy_and_take_the_hooks(realized: Realiz
     with pytest.raises(redis.exceptions.NoPermissionError):
         early.set("auth:before-hooks", "1")
 
+    # 5e. the exporters: Redis's user is in the uploaded ACL file, so its exporter logs in at once; the
+    # PostgreSQL monitoring role comes from the hooks, so until they run the exporters see pg_up 0.
+    scrape_until(state, "redis-exporter", "redis_up 1")
+    for instance in ("postgres", "timescale"):
+        scrape_until(state, f"{instance}-exporter", "pg_up 0")
+
     # 6a. the real post-apply hooks, then what they promise
     output = state.nndb("hooks first run", "hooks", "run", STACK)
     assert re.search(r"^hooks: [1-9]\d* changes? in ", output, re.MULTILINE), output
@@ -527,6 +562,15 @@ def test_synthesized_containers_boot_healthy_and_take_the_hooks(realized: Realiz
     auth.set("auth:cs", "1")
     with pytest.raises(redis.exceptions.NoPermissionError):
         auth.set("portfolio:cs", "1")
+
+    # 6a'. the monitoring step created the exporters' login: pg_up 1 as nndb_monitor, a pg_monitor member
+    assert "created monitoring role nndb_monitor" in output, output
+    for instance in ("postgres", "timescale"):
+        text = scrape_until(state, f"{instance}-exporter", "pg_up 1")
+        assert any(line.startswith(("pg_settings_max_connections ", "pg_settings_max_connections{")) for line in text.splitlines())
+    with state.redis(password=PASSWORDS["REDIS_PASSWORD"]) as admin:
+        refused = [entry for entry in admin.acl_log() if entry.get("username") == "nndb_monitor"]
+    assert refused == [], f"the exporter ran commands its ACL refuses: {refused}"
 
     # 6b. idempotent: a second run has nothing to do; the backup the hooks registered restores
     output = state.nndb("hooks second run", "hooks", "run", STACK)
@@ -587,3 +631,7 @@ def test_tls_containers_start_with_the_wrapper_and_refuse_plain_clients(realized
         state.redis(password=PASSWORDS["REDIS_PASSWORD"]).ping()
     auth = state.redis(username="auth", password=PASSWORDS["AUTH_REDIS_PASSWORD"], **tls_kwargs)
     assert auth.set("auth:tls", "1") and auth.get("auth:tls") == "1"
+    # the exporters verify the servers (verify-full / rediss:// against the uploaded CA, under the tier aliases)
+    for instance in ("postgres", "timescale"):
+        scrape_until(state, f"{instance}-exporter", "pg_up 1")
+    scrape_until(state, "redis-exporter", "redis_up 1")

@@ -4,7 +4,7 @@ One scenario, in order, on a copy of the project with unique names and published
 the stand-in images (tests/support/deploy.py):
 
 1. deploy: the databases answer as soon as it returns (no 30 s health wait), the hooks ran inside
-   it, roles/ACLs/backups are in place; no file others can read holds a secret; Docker's own health
+   it, roles/ACLs/backups are in place, the exporters scrape them (pg_up 1, redis_up 1); no file others can read holds a secret; Docker's own health
    check (the ADR's 30 s interval) reports healthy afterwards.
 2. `cdktf diff` and a second deploy: "No changes."; same containers; the hooks have nothing to do. A state
    with cdktf's hashed addresses (deployed before stable addresses) is moved, nothing replaced.
@@ -76,6 +76,10 @@ def test_deploy_local_db_end_to_end(local: DeployedCopy) -> None:
     assert catalog["backups"] and all(record["verified"] for record in catalog["backups"])
     with local.connect("postgres", "auth_app", pw["AUTH_DB_PASSWORD"], "auth") as conn:
         conn.execute("insert into auth.users (email, password_hash) values ('e2e@nexanest.test', 'x')")
+    # the exporters deployed beside the databases log in as the monitoring identities the hooks created
+    local.scrape("postgres-exporter", "pg_up 1")
+    local.scrape("timescale-exporter", "pg_up 1")
+    local.scrape("redis-exporter", "redis_up 1")
 
     # where secret values live: local state, only its owner can read it
     for state in ("terraform.local-db.tfstate", "terraform.local-db.tfstate.backup"):

@@ -61,6 +61,10 @@ def test_tls_deploy_hooks_over_tls_and_plain_clients_refused(tls: DeployedCopy, 
     assert auth.set("auth:tls", "1") and auth.get("auth:tls") == b"1"
     with pytest.raises(redis.exceptions.ConnectionError):
         redis.Redis(host="127.0.0.1", port=tls.ports["redis"], password=tls.passwords["REDIS_PASSWORD"], socket_timeout=5).ping()
+    # the exporters verify the servers against the uploaded CA, under the tier aliases the certificate names
+    tls.scrape("postgres-exporter", "pg_up 1")
+    tls.scrape("timescale-exporter", "pg_up 1")
+    tls.scrape("redis-exporter", "redis_up 1")
     assert tls.leaks() == []
     assert "No changes." in tls.cdktf("redeploy with TLS (no-op)", "deploy").output
     tls.cdktf("destroy", "destroy")

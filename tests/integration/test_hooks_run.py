@@ -65,7 +65,7 @@ def test_json_output_and_disabled_plugin(db_stack: DbStack) -> None:
     report = json.loads(result.stdout)
     assert report["disabled"] == ["backup"]
     assert report["change_count"] == len(report["changes"]) > 0
-    assert {c["plugin"] for c in report["changes"]} == {"init_sql", "migrations", "permissions", "redis_acl"}
+    assert {c["plugin"] for c in report["changes"]} == {"init_sql", "migrations", "permissions", "redis_acl", "monitoring"}
     assert not (db_stack.backup_dir / "local-db" / "catalog.json").exists()
 
     unknown = nndb(db_stack, "hooks", "run", "local-db", "--disable-plugin", "bakup")

@@ -14,7 +14,9 @@ REDIS_HOOKS = ("nndb_preflight", "nndb_set_permissions")
 
 
 def test_service_users_are_confined_to_their_prefix(db_stack: DbStack) -> None:
-    changes = summaries(run_in_process(db_stack, hooks=REDIS_HOOKS, disabled=("init_sql", "migrations", "permissions", "backup")))
+    changes = summaries(
+        run_in_process(db_stack, hooks=REDIS_HOOKS, disabled=("init_sql", "migrations", "permissions", "backup", "monitoring"))
+    )
     assert changes == [
         "redis: created Redis user auth (keys auth:*)",
         "redis: created Redis user portfolio (keys portfolio:*)",
@@ -62,7 +64,9 @@ def test_second_run_changes_nothing_and_rotation_is_reported(db_stack: DbStack) 
 def test_default_user_without_password_gets_one(db_stack: DbStack) -> None:
     admin = db_stack.redis.client()
     admin.execute_command("ACL", "SETUSER", "default", "nopass")
-    changes = summaries(run_in_process(db_stack, hooks=REDIS_HOOKS, disabled=("init_sql", "migrations", "permissions", "backup")))
+    changes = summaries(
+        run_in_process(db_stack, hooks=REDIS_HOOKS, disabled=("init_sql", "migrations", "permissions", "backup", "monitoring"))
+    )
     assert "redis: default user password-protected" in changes
     with pytest.raises(redis.AuthenticationError):
         db_stack.redis.client(password="anything-else").ping()

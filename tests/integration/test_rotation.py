@@ -44,6 +44,9 @@ redis_auth = { path = "nexanest/local/db/services/auth", key = "redis_password" 
 redis_portfolio = { path = "nexanest/local/db/services/portfolio", key = "redis_password" }
 redis_analytics = { path = "nexanest/local/db/services/analytics", key = "redis_password" }
 backup_encryption_key = { path = "nexanest/local/db/backup", key = "encryption_key" }
+postgres_monitor = { path = "nexanest/local/db/monitoring", key = "postgres_password" }
+timescale_monitor = { path = "nexanest/local/db/monitoring", key = "timescale_password" }
+redis_monitor = { path = "nexanest/local/db/monitoring", key = "redis_password" }
 """
 
 

@@ -28,13 +28,14 @@ from tests.support.project import REPO_ROOT, copy_project
 from tests.support.standins import point_at_standins
 
 INSTANCES = ("postgres", "timescale", "redis")
+EXPORTERS = tuple(f"{instance}-exporter" for instance in INSTANCES)
 TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def passwords(tag: str) -> dict[str, str]:
-    """One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS)."""
-    return {spec.env_var: f"{tag}-{spec.name}-pw" for spec in SECRET_SPECS}
+    """One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS), without whitespace."""
+    return {spec.env_var: f"{tag.replace(' ', '-')}-{spec.name}-pw" for spec in SECRET_SPECS}
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -94,7 +95,7 @@ class DeployedCopy:
                 raise AssertionError(f"config/{environment}.toml no longer contains {old!r}: update tests/support/deploy.py")
             text = text.replace(old, new)
         config.write_text(text + extra_toml)
-        ports = {instance: free_port() for instance in INSTANCES}
+        ports = {name: free_port() for name in (*INSTANCES, *EXPORTERS)}
         secret_values = passwords(label)
         env = {**toolchain.environ, **secret_values, **(extra_env or {})}
         for spec in SECRET_SPECS:  # an outer *_FILE or .env.db-style override must not win over these
@@ -104,6 +105,7 @@ class DeployedCopy:
         for instance in INSTANCES:
             env[f"{instance.upper()}_HOST"] = "127.0.0.1"
             env[f"{instance.upper()}_PORT"] = str(ports[instance])
+            env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
         return cls(root=root, stack=stack, prefix=prefix, ports=ports, env=env, passwords=secret_values, toolchain=toolchain, label=label)
 
     # --- what a user types -------------------------------------------------------------------------
@@ -167,6 +169,34 @@ class DeployedCopy:
                 raise AssertionError(f"not healthy after {timeout_s} s: {[(i, self.health(i)) for i in INSTANCES]}")
             time.sleep(1)
         return time.monotonic() - start
+
+    def scrape(self, exporter: str, sample: str, timeout_s: float = 45) -> str:
+        """GET /metrics of ``exporter`` (e.g. ``postgres-exporter``) until a line equals ``sample`` (``pg_up 1``)."""
+        import requests
+
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{self.ports[exporter]}/metrics", timeout=10)
+                lines = response.text.splitlines()
+                if response.status_code == 200 and sample in lines:
+                    return response.text
+                name = sample.split()[0]
+                last = f"HTTP {response.status_code}: {[line for line in lines if line.startswith(name + ' ')] or 'no ' + name}"
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            if time.monotonic() > deadline:
+                name = self.container(exporter)
+                state = docker(
+                    "inspect", "--format", "{{.State.Status}} exit {{.State.ExitCode}} {{json .NetworkSettings.Ports}}", name, check=False
+                )
+                logs = subprocess.run(["docker", "logs", "--tail", "20", name], capture_output=True, text=True, timeout=60)
+                raise AssertionError(
+                    f"{exporter}: /metrics on port {self.ports[exporter]} never had {sample!r} within {timeout_s:.0f} s ({last}); "
+                    f"container {state}\n{logs.stdout}{logs.stderr}"
+                )
+            time.sleep(1)
 
     def names_on_engine(self) -> dict[str, str]:
         return {

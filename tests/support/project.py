@@ -10,11 +10,11 @@ from pathlib import Path
 from nexanest_db.config import STACKS, ProjectPaths
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("main.py", "cdktf.json", "config", "sql")
+PROJECT_FILES = ("main.py", "cdktf.json", "config", "sql", "monitoring")
 
 
 def copy_project(destination: Path) -> Path:
-    """Copy what synth reads (main.py, cdktf.json, config/, sql/) to ``destination``, replacing an older copy of them."""
+    """Copy what synth reads (main.py, cdktf.json, config/, sql/, monitoring/) to ``destination``, replacing an older copy of them."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source, target = REPO_ROOT / name, destination / name

@@ -21,6 +21,7 @@ from pathlib import Path
 from tests.support.project import REPO_ROOT, copy_project
 
 TAGS_FILE = REPO_ROOT / "tests" / "images" / "tags.txt"
+EXPORTER_TAGS_FILE = REPO_ROOT / "tests" / "images" / "exporters" / "tags.txt"
 TIMESCALE_PRELOAD = re.compile(r'^shared_preload_libraries\s*=\s*"timescaledb"\s*\n', re.MULTILINE)
 # A PostgreSQL 15 image with TimescaleDB built by hand from its public source (never by this
 # project's scripts, see docs/deploy.md): only the opt-in TimescaleDB deploy test uses it.
@@ -35,12 +36,14 @@ class StandIn:
 
 
 def standins() -> tuple[StandIn, ...]:
+    """The database stand-ins (tests/images/tags.txt), then the exporters' (tests/images/exporters/tags.txt)."""
     rows = []
-    for line in TAGS_FILE.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        official, tag, context = line.split()
-        rows.append(StandIn(official=official, tag=tag, context=context))
+    for path in (TAGS_FILE, EXPORTER_TAGS_FILE):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            official, tag, context = line.split()[:3]
+            rows.append(StandIn(official=official, tag=tag, context=context))
     return tuple(rows)
 
 

@@ -180,3 +180,61 @@ def test_destroy_guard_runs_before_destroy_only_and_never_changes() -> None:
     ]
     with pytest.raises(ValueError, match="must depend on what it protects"):
         DestroyGuardProps(stack="dev-db", depends_on=())
+
+
+# --- exporters ---------------------------------------------------------------------------------------------------------
+
+EXPORTER_PROPS = dict(
+    container_name="t-postgres-exporter",
+    image="quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+    target="postgres",
+    target_port=5432,
+    user="nndb_monitor",
+    password="${var.not_a_value}",
+    published=PublishedPort(container_port=9187, host_port=19187, bind_address="127.0.0.1"),
+    limits=ContainerLimits(memory_mb=64, cpus=0.25, restart="unless-stopped"),
+    network_name="t-net",
+    labels={"com.nexanest.environment": "test"},
+)
+
+
+def test_exporter_props_refuse_what_cannot_work() -> None:
+    from nexanest_db.constructs import PostgresExporterProps, RedisExporterProps
+
+    with pytest.raises(ValueError, match="listens on 9187"):
+        PostgresExporterProps(**{**EXPORTER_PROPS, "published": PublishedPort(container_port=9999, host_port=1, bind_address="x")})
+    with pytest.raises(ValueError, match="network alias"):
+        PostgresExporterProps(**{**EXPORTER_PROPS, "target": "Postgres Server"})
+    with pytest.raises(ValueError, match="monitoring login"):
+        PostgresExporterProps(**{**EXPORTER_PROPS, "user": "nndb monitor"})
+    with pytest.raises(ValueError, match="listens on 9121"):
+        RedisExporterProps(**{**EXPORTER_PROPS, "target": "redis", "target_port": 6379})
+
+
+def test_exporters_take_their_password_as_a_file_and_verify_tls_against_the_ca() -> None:
+    from nexanest_db.constructs import PostgresExporter, PostgresExporterProps, RedisExporter, RedisExporterProps
+
+    def build(stack) -> None:  # type: ignore[no-untyped-def]
+        PostgresExporter(stack, "pg", props=PostgresExporterProps(**{**EXPORTER_PROPS, "ca_cert": "${var.ca}"}))
+        redis_props = {**EXPORTER_PROPS, "container_name": "t-redis-exporter", "target": "redis", "target_port": 6379}
+        redis_props["published"] = PublishedPort(container_port=9121, host_port=19121, bind_address="127.0.0.1")
+        RedisExporter(stack, "rd", props=RedisExporterProps(**redis_props))
+
+    containers = {c["name"]: c for c in synth_in_stack(build)["resource"]["docker_container"].values()}
+    pg = containers["t-postgres-exporter"]
+    assert "DATA_SOURCE_URI=postgres:5432/postgres?sslmode=verify-full&sslrootcert=/run/secrets/tls/ca.pem" in pg["env"]
+    assert not any("not_a_value" in entry for entry in pg["env"]), "the password never goes into the environment"
+    assert {u["file"]: u["content"] for u in pg["upload"]} == {
+        "/run/secrets/monitor_password": "${var.not_a_value}",
+        "/run/secrets/tls/ca.pem": "${var.ca}",
+    }
+    rd = containers["t-redis-exporter"]
+    assert rd["env"] == [
+        "REDIS_ADDR=redis://redis:6379",
+        "REDIS_PASSWORD_FILE=/run/secrets/monitor_passwords.json",
+        "REDIS_USER=nndb_monitor",
+    ]
+    (password_map,) = rd["upload"]
+    assert password_map["file"] == "/run/secrets/monitor_passwords.json"
+    assert password_map["content"].startswith('${format("{%s:%s}", jsonencode("redis://redis:6379"), jsonencode(')
+    assert "var.not_a_value" in password_map["content"]

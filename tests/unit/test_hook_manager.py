@@ -20,7 +20,7 @@ from nexanest_db.plugins.manager import RunFailed, plugin_manager, plugin_table,
 from nexanest_db.secrets import credentials_for
 
 REPO = Path(__file__).resolve().parents[2]
-BUILT_INS = {"init_sql", "migrations", "permissions", "redis_acl", "backup"}
+BUILT_INS = {"init_sql", "migrations", "permissions", "redis_acl", "backup", "monitoring"}
 
 
 def offline_context(tmp_path: Path) -> HookContext:

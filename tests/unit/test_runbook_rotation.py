@@ -34,7 +34,7 @@ def documented() -> dict[str, set[str]]:
     for secrets_cell, containers_cell in TABLE_ROW.findall(section):
         if secrets_cell in {"secret", "---"}:
             continue
-        instances = set() if containers_cell.startswith("none") else {containers_cell.split(" (")[0]}
+        instances = set() if containers_cell.startswith("none") else set(containers_cell.split(" (")[0].split(", "))
         for name in NAME.findall(secrets_cell):
             for expanded in [name.replace("<service>", s) for s in services] if "<service>" in name else [name]:
                 table[expanded] = instances
@@ -43,8 +43,7 @@ def documented() -> dict[str, set[str]]:
 
 def synthesized(stack: dict) -> dict[str, set[str]]:
     replaced: dict[str, set[str]] = {}
-    for container in stack["resource"]["docker_container"].values():
-        instance = container["name"].rsplit("-", 1)[1]
+    for instance, container in stack["resource"]["docker_container"].items():  # stable addresses: docker_container.<instance>
         for name in set(RESULT_KEY.findall(json.dumps(container))):
             replaced.setdefault(name, set()).add(instance)
     return replaced

@@ -354,3 +354,20 @@ def test_bad_queries(stack: str, query: dict[str, object], expected: str) -> Non
     with pytest.raises(SecretsError) as caught:
         secrets_config_from_query(stack, query)
     assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize("value", ["has space", "quo'te", 'dq"', "back\\slash", "tab\there"])
+@pytest.mark.parametrize("environment", ["local", "staging"])
+def test_monitor_passwords_the_exporter_cannot_parse_are_refused_everywhere(environment: str, value: str) -> None:
+    """postgres_exporter 0.11.1 rejects such a DSN and logs it, password included: refuse the value before it gets there."""
+    from nexanest_db.secrets import EnvSource
+
+    source = EnvSource(
+        environment=environment,
+        environ={"TIMESCALE_MONITOR_PASSWORD": value, "POSTGRES_PASSWORD": "a b 'c'"},
+        allow_dev_default=environment == "local",
+    )
+    with pytest.raises(SecretsError, match=r"secret timescale_monitor from \$TIMESCALE_MONITOR_PASSWORD contains whitespace") as caught:
+        source.get("timescale_monitor")
+    assert value not in str(caught.value)
+    assert source.get("postgres_superuser").get_secret_value() == "a b 'c'"  # other secrets keep their own rules

@@ -15,8 +15,19 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return synth(REPO_ROOT, tmp_path_factory.mktemp("out"), environ={})
 
 
+def all_containers(stack: dict) -> dict[str, dict]:
+    """Every container by its name after the ``nexanest-<env>-`` prefix: postgres, ..., postgres-exporter, ..."""
+    return {c["name"].split("-", 2)[2]: c for c in stack["resource"]["docker_container"].values()}
+
+
 def containers(stack: dict) -> dict[str, dict]:
-    return {c["name"].rsplit("-", 1)[1]: c for c in stack["resource"]["docker_container"].values()}
+    """The database containers."""
+    return {name: c for name, c in all_containers(stack).items() if not name.endswith("-exporter")}
+
+
+def exporters(stack: dict) -> dict[str, dict]:
+    """The exporter containers, by the instance they watch."""
+    return {name.removesuffix("-exporter"): c for name, c in all_containers(stack).items() if name.endswith("-exporter")}
 
 
 def post_apply(stack: dict) -> dict:
@@ -31,9 +42,23 @@ def upload(container: dict, path: str) -> str:
 
 def test_base_layer_images_and_ports(stacks: dict[str, dict]) -> None:
     images = sorted(i["name"] for i in stacks["local-db"]["resource"]["docker_image"].values())
-    assert images == ["postgres:15", "redis:7-alpine", "timescale/timescaledb:latest-pg15"]
-    ports = {name: c["ports"][0]["external"] for name, c in containers(stacks["local-db"]).items()}
-    assert ports == {"postgres": 5432, "timescale": 5433, "redis": 6379}
+    assert images == [
+        "oliver006/redis_exporter:v1.45.0",
+        "postgres:15",
+        "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+        "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+        "redis:7-alpine",
+        "timescale/timescaledb:latest-pg15",
+    ]
+    ports = {name: c["ports"][0]["external"] for name, c in all_containers(stacks["local-db"]).items()}
+    assert ports == {
+        "postgres": 5432,
+        "timescale": 5433,
+        "redis": 6379,
+        "postgres-exporter": 9187,
+        "timescale-exporter": 9188,
+        "redis-exporter": 9121,
+    }
     for image in stacks["prod-db"]["resource"]["docker_image"].values():
         assert "@sha256:" in image["name"]
 
@@ -93,6 +118,9 @@ def test_outputs_are_endpoints_only(stacks: dict[str, dict]) -> None:
         "timescale_port": 5433,
         "redis_host": "pgdb.nn.local",
         "redis_port": 6379,
+        "postgres_exporter_port": 9187,
+        "timescale_exporter_port": 9188,
+        "redis_exporter_port": 9121,
     }
 
 
@@ -256,3 +284,51 @@ def test_tls_min_protocol_reaches_the_conf(tmp_path: Path) -> None:
     assert "\nssl_min_protocol_version = 'TLSv1.3'\n" in conf
     redis_conf = upload(containers(out["staging-db"])["redis"], "/usr/local/etc/redis/redis.conf")
     assert '\ntls-protocols "TLSv1.3"\n' in redis_conf
+
+
+# --- exporters (issue 12): one per instance, beside it on the tier's network, logging in as its monitoring identity ---------
+
+
+def test_exporters_log_in_as_the_monitoring_identities_with_passwords_from_the_secrets(stacks: dict[str, dict]) -> None:
+    local = stacks["local-db"]
+    found = exporters(local)
+    assert sorted(found) == ["postgres", "redis", "timescale"]
+    (network,) = local["resource"]["docker_network"]
+    for instance in ("postgres", "timescale"):
+        exporter = found[instance]
+        env = dict(entry.split("=", 1) for entry in exporter["env"])
+        assert env == {
+            "DATA_SOURCE_URI": f"{instance}:5432/postgres?sslmode=disable",
+            "DATA_SOURCE_USER": "nndb_monitor",
+            "DATA_SOURCE_PASS_FILE": "/run/secrets/monitor_password",
+        }
+        assert (
+            upload(exporter, "/run/secrets/monitor_password")
+            == f'${{sensitive(data.external.{next(iter(local["data"]["external"]))}.result["{instance}_monitor"])}}'
+        )
+        assert exporter["networks_advanced"][0]["name"] == f"${{docker_network.{network}.name}}"
+        assert exporter["ports"][0]["ip"] == "127.0.0.1"
+        assert "healthcheck" not in exporter and "cpus" not in exporter
+    redis_exporter = found["redis"]
+    env = dict(entry.split("=", 1) for entry in redis_exporter["env"])
+    assert env == {
+        "REDIS_ADDR": "redis://redis:6379",
+        "REDIS_USER": "nndb_monitor",
+        "REDIS_PASSWORD_FILE": "/run/secrets/monitor_passwords.json",
+    }
+    password_map = upload(redis_exporter, "/run/secrets/monitor_passwords.json")
+    assert password_map.startswith('${format("{%s:%s}", jsonencode("redis://redis:6379"), jsonencode(sensitive(data.external.')
+    assert 'result["redis_monitor"]' in password_map
+    # The Redis container starts with the exporter's user in its ACL file: only INFO/PING/CONFIG GET-class commands.
+    acl = upload(containers(local)["redis"], "/data/users.acl")
+    assert 'format("user %s on #%s %s\\n", "nndb_monitor", sensitive(sha256(' in acl
+    assert '"+info +ping +config|get +client|setname +slowlog|len +slowlog|get +latency|latest")' in acl
+
+
+def test_exporter_images_are_pinned_by_digest_in_prod_and_verify_tls_where_it_is_on(stacks: dict[str, dict]) -> None:
+    prod_images = [i["name"] for i in stacks["prod-db"]["resource"]["docker_image"].values()]
+    assert sum("exporter" in name and "@sha256:" in name for name in prod_images) == 3
+    staging = exporters(stacks["staging-db"])
+    assert "sslmode=verify-full&sslrootcert=/run/secrets/tls/ca.pem" in " ".join(staging["postgres"]["env"])
+    assert "REDIS_ADDR=rediss://redis:6379" in staging["redis"]["env"]
+    assert 'result["tls_ca_cert"]' in upload(staging["redis"], "/run/secrets/tls/ca.pem")

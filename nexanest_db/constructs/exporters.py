@@ -1,0 +1,155 @@
+"""The Prometheus exporters beside the databases: one per PostgreSQL/TimescaleDB instance, one for Redis.
+
+Official community images (quay.io/prometheuscommunity/postgres-exporter, oliver006/redis_exporter;
+by digest in prod), on the tier's network, reaching their database by its network alias, publishing
+the metrics port like the databases publish theirs. Each logs in as its monitoring identity
+(monitoring/identities.toml); the password arrives as an uploaded file, never in the environment
+or on a command line:
+
+- postgres_exporter reads ``DATA_SOURCE_PASS_FILE``;
+- redis_exporter reads ``REDIS_PASSWORD_FILE``, a JSON object mapping the Redis URI to its password.
+
+No health check: neither official image has a shell to run one (redis_exporter's is ``FROM scratch``);
+a dead exporter is what Prometheus's ``up`` and the rules' NndbExporterDown are for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cdktf import Fn
+from cdktf_cdktf_provider_docker.container import Container
+from cdktf_cdktf_provider_docker.image import Image
+from constructs import Construct
+
+from nexanest_db.constructs import shared
+from nexanest_db.constructs.shared import ContainerLimits, FileUpload, PublishedPort
+
+POSTGRES_EXPORTER_PORT = 9187  # the image's default --web.listen-address
+REDIS_EXPORTER_PORT = 9121
+PASSWORD_FILE = "/run/secrets/monitor_password"  # noqa: S105 - a path, not a password
+REDIS_PASSWORD_MAP_FILE = "/run/secrets/monitor_passwords.json"  # noqa: S105 - a path
+CA_FILE = "/run/secrets/tls/ca.pem"
+_ALIAS = re.compile(r"^[a-z][a-z0-9-]*$")
+_LOGIN = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def _check_common(image: str, target: str, user: str) -> None:
+    if not image or any(c.isspace() for c in image):
+        raise ValueError(f"image must be a reference like name:tag, got {image!r}")
+    if not _ALIAS.match(target):
+        raise ValueError(f"target must be the database's network alias, got {target!r}")
+    if not _LOGIN.match(user):
+        raise ValueError(f"monitoring login {user!r} must be letters, digits, '_' or '-'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresExporterProps:
+    container_name: str
+    image: str
+    target: str  # the instance's alias on the tier network
+    target_port: int
+    user: str
+    password: str  # a sensitive Terraform reference
+    published: PublishedPort
+    limits: ContainerLimits
+    network_name: str
+    labels: Mapping[str, str]
+    # With tls.enabled: the CA bundle (a Terraform reference); the exporter then connects with
+    # sslmode=verify-full to the alias, which the server certificate must name (docs/secrets.md).
+    ca_cert: str | None = None
+    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
+
+    def __post_init__(self) -> None:
+        _check_common(self.image, self.target, self.user)
+        if self.published.container_port != POSTGRES_EXPORTER_PORT:
+            raise ValueError(f"postgres_exporter listens on {POSTGRES_EXPORTER_PORT} in its container")
+
+
+class PostgresExporter(Construct):
+    def __init__(self, scope: Construct, id: str, *, props: PostgresExporterProps) -> None:
+        super().__init__(scope, id)
+        self.image = Image(self, "image", name=props.image, keep_locally=True)
+        files = [FileUpload(path=PASSWORD_FILE, content=props.password)]
+        # One connection to the maintenance database covers every database: the statistics views are cluster-wide.
+        params = "sslmode=disable"
+        if props.ca_cert is not None:
+            files.append(FileUpload(path=CA_FILE, content=props.ca_cert))
+            params = f"sslmode=verify-full&sslrootcert={CA_FILE}"
+        self.container = Container(
+            self,
+            "container",
+            name=props.container_name,
+            image=self.image.image_id,
+            env=sorted(
+                [
+                    f"DATA_SOURCE_URI={props.target}:{props.target_port}/postgres?{params}",
+                    f"DATA_SOURCE_USER={props.user}",
+                    f"DATA_SOURCE_PASS_FILE={PASSWORD_FILE}",
+                ]
+            ),
+            upload=shared.uploads(files),
+            ports=[shared.port(props.published)],
+            networks_advanced=[shared.network_attachment(props.network_name, f"{props.target}-exporter")],
+            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+        )
+        self.container_name: str = props.container_name
+        self.host_port: int = props.published.host_port
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisExporterProps:
+    container_name: str
+    image: str
+    target: str
+    target_port: int
+    user: str
+    password: str  # a sensitive Terraform reference
+    published: PublishedPort
+    limits: ContainerLimits
+    network_name: str
+    labels: Mapping[str, str]
+    ca_cert: str | None = None  # with tls.enabled: rediss:// verified against it (the alias must be in the certificate)
+    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
+
+    def __post_init__(self) -> None:
+        _check_common(self.image, self.target, self.user)
+        if self.published.container_port != REDIS_EXPORTER_PORT:
+            raise ValueError(f"redis_exporter listens on {REDIS_EXPORTER_PORT} in its container")
+
+    @property
+    def uri(self) -> str:
+        scheme = "rediss" if self.ca_cert is not None else "redis"
+        return f"{scheme}://{self.target}:{self.target_port}"
+
+
+class RedisExporter(Construct):
+    def __init__(self, scope: Construct, id: str, *, props: RedisExporterProps) -> None:
+        super().__init__(scope, id)
+        self.image = Image(self, "image", name=props.image, keep_locally=True)
+        # {"<uri>": "<password>"}: the exporter looks the password of the address it scrapes up in this map.
+        password_map = Fn.format("{%s:%s}", [Fn.jsonencode(props.uri), Fn.jsonencode(props.password)])
+        files = [FileUpload(path=REDIS_PASSWORD_MAP_FILE, content=password_map)]
+        env = [
+            f"REDIS_ADDR={props.uri}",
+            f"REDIS_USER={props.user}",
+            f"REDIS_PASSWORD_FILE={REDIS_PASSWORD_MAP_FILE}",
+        ]
+        if props.ca_cert is not None:
+            files.append(FileUpload(path=CA_FILE, content=props.ca_cert))
+            env.append(f"REDIS_EXPORTER_TLS_CA_CERT_FILE={CA_FILE}")
+        self.container = Container(
+            self,
+            "container",
+            name=props.container_name,
+            image=self.image.image_id,
+            env=sorted(env),
+            upload=shared.uploads(files),
+            ports=[shared.port(props.published)],
+            networks_advanced=[shared.network_attachment(props.network_name, f"{props.target}-exporter")],
+            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+        )
+        self.container_name: str = props.container_name
+        self.host_port: int = props.published.host_port
