@@ -160,19 +160,37 @@ class PostgresSessions:
     def server_version(self, instance: str) -> int:
         return self.connect(instance).info.server_version
 
-    def _login(self, instance: str, database: str, password: str) -> psycopg.Connection:
+    def _login(self, instance: str, database: str, password: str, user: str | None = None) -> psycopg.Connection:
         endpoint = self._endpoint(instance)
         return psycopg.connect(
             host=endpoint.host,
             port=endpoint.port,
             dbname=database,
-            user=self.superuser(instance),
+            user=user or self.superuser(instance),
             password=password,
             connect_timeout=max(1, round(self.connect_timeout_s)),
             application_name=APPLICATION_NAME,
             autocommit=True,
             **self.tls_kwargs(),
         )
+
+    def login_as(self, instance: str, database: str, *, user: str, password: str) -> psycopg.Connection:
+        """A new (uncached) autocommit session of ``user`` — the migrator of a service; no run lock, no rotation."""
+        try:
+            return self._login(instance, database, password, user=user)
+        except psycopg.OperationalError as exc:
+            endpoint = self._endpoint(instance)
+            raise ConnectionFailed(
+                describe_connect_error(
+                    exc,
+                    instance=instance,
+                    endpoint=endpoint,
+                    user=user,
+                    secret_hint="the one-run password nndb set for it (a pg_hba.conf must admit it like the service app role)",  # noqa: S106 -- a hint, not a password
+                    timeout_s=self.connect_timeout_s,
+                    tls_hint=self._tls_hint,
+                )
+            ) from None
 
     def tls_kwargs(self) -> dict[str, str]:
         """``sslmode``/``sslrootcert`` when the environment enables TLS, else nothing (libpq's defaults)."""
