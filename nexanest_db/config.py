@@ -11,16 +11,20 @@ pass the results of these functions down.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import math
+import os
 import posixpath
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nexanest_db.errors import ConfigError
@@ -628,22 +632,67 @@ class Endpoints:
         return {"postgres": self.postgres, "timescale": self.timescale, "redis": self.redis}[name]
 
 
+MAX_ENV_FILE_BYTES = 1 << 20
+
+
+def read_bounded(path: Path, *, limit: int) -> bytes:
+    """The bytes of a regular file, at most ``limit``; a FIFO, device or directory is never opened for reading.
+
+    ``O_NONBLOCK`` so that opening a FIFO does not wait for a writer; the type is checked on the open
+    descriptor (no race with a swapped path). Raises ``OSError`` (unreadable) or ``ValueError`` (why not).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "a device"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "not a regular file"
+            )
+            raise ValueError(f"is {kind}, not a regular file")
+        data = os.read(fd, limit + 1) if info.st_size <= limit else b"x" * (limit + 1)
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit // 1024} KiB")
+    return data
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env``-style file (``KEY=value``, ``#`` comments, optional quotes, ``export``)."""
+    """Parse a ``.env``-style file with python-dotenv (``KEY=value``, ``#`` comments, quotes, ``export``).
+
+    The same rules Docker Compose and python-dotenv apply: an inline `` # comment`` is not part of
+    the value, quotes are removed; an unterminated quote or a line that is no assignment is one
+    ``ConfigError`` naming the file and line, as is a file that is binary, huge or not a file.
+    """
+    try:
+        data = read_bounded(path, limit=MAX_ENV_FILE_BYTES)
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); fix its permissions or remove it") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a binary file?); .env.db holds KEY=value lines") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}; .env.db holds KEY=value lines") from None
+    if "\0" in text:
+        raise ConfigError(f"{path}: contains NUL bytes (a binary file?); .env.db holds KEY=value lines")
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        stripped = stripped.removeprefix("export ").strip()
-        key, sep, value = stripped.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"{path}:{number}: expected KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line + binding.original.string[
+            : len(binding.original.string) - len(binding.original.string.lstrip())
+        ].count("\n")
+        if binding.error:
+            raise ConfigError(f"{path}:{line}: cannot parse this line (an unterminated quote?); expected KEY=value")
+        if binding.key is None:
+            continue  # a comment or blank line
+        if binding.value is None or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", binding.key):
+            raise ConfigError(f"{path}:{line}: expected KEY=value")
+        values[binding.key] = binding.value
     return values
 
 

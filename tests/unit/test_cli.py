@@ -12,6 +12,7 @@ from typer.main import get_command
 from nexanest_db import __version__
 from nexanest_db.cli import build_app, main
 from nexanest_db.errors import BUG_EXIT_CODE, UsageError
+from tests.support.project import REPO_ROOT, copy_project
 
 NNDB = str(Path(sys.executable).parent / "nndb")
 
@@ -111,3 +112,32 @@ def test_the_installed_nndb_never_prints_a_traceback(argv: list[str], tmp_path: 
     else:
         assert result.returncode == UsageError.exit_code, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _nndb_in(project: Path, *argv: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(project), "PYTHONPATH": str(REPO_ROOT), **(environ or {})}
+    return subprocess.run([NNDB, *argv], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_secrets_check_calls_an_empty_variable_empty_not_unset(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    result = _nndb_in(project, "secrets", "check", "local-db", environ={"AUTH_DB_PASSWORD": ""})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "$AUTH_DB_PASSWORD (set but empty)" in result.stdout
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00", b'DB_HOST="unterminated\n'])
+def test_a_binary_or_broken_env_file_is_one_line_for_every_command(tmp_path: Path, content: bytes) -> None:
+    project = copy_project(tmp_path / "project")
+    (project / ".env.db").write_bytes(content)
+    for argv in (
+        ("secrets", "check", "local-db"),
+        ("migrate", "status", "local-db"),
+        ("hooks", "run", "local-db"),
+        ("backup", "list", "local-db"),
+    ):
+        result = _nndb_in(project, *argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"nndb: error: {project / '.env.db'}"), (argv, result.stderr)
