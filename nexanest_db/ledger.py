@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from nexanest_db import scram
-from nexanest_db.errors import MigrationError
+from nexanest_db.errors import MigrationError, NndbError
 from nexanest_db.migration_files import Migration
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.roles import ServiceRoles
@@ -177,7 +177,7 @@ class MigrationApplier:
             if self._admin.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 self._admin.execute("ROLLBACK")
             self._admin.execute(statement)
-        except psycopg.Error:
+        except (psycopg.Error, NndbError):
             pass  # the server went away: the next run's init_sql closes the login ("left open by an interrupted run")
         self._opened = False
 
@@ -196,8 +196,8 @@ class MigrationApplier:
                 try:
                     cursor.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
                 except psycopg.Error as exc:
-                    if isinstance(exc, psycopg.OperationalError) and self._conn.closed:
-                        raise
+                    if self._server_gone(exc):
+                        raise  # not the file's fault: the run reports the server, exit 4
                     position = getattr(exc.diag, "statement_position", None)
                     offset = statement.text[: int(position) - 1].count("\n") if position else 0
                     raise MigrationError(
@@ -222,7 +222,7 @@ class MigrationApplier:
             try:
                 cursor.execute(self._commit.format(**{key: sql.Literal(value) for key, value in record.items()}))
             except psycopg.Error as exc:
-                if isinstance(exc, psycopg.OperationalError) and self._conn.closed:
+                if self._server_gone(exc):
                     raise
                 raise MigrationError(
                     f"{migration.script}: {one_line(exc)}; {migration.label} of {roles.subject} rolled back whole "
@@ -234,6 +234,15 @@ class MigrationApplier:
         finally:
             self._current = None
         return elapsed_ms
+
+    def _server_gone(self, exc: psycopg.Error) -> bool:
+        """The session ended under us (server shut down, connection lost), as opposed to an SQL error."""
+        state = exc.sqlstate or ""
+        return (
+            self._conn.closed
+            or (state.startswith(("08", "57")) and state != "57014")
+            or (not state and isinstance(exc, psycopg.OperationalError))
+        )
 
     def _rollback(self) -> None:
         if not self._conn.closed and self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

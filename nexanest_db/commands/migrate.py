@@ -7,7 +7,14 @@ import json
 import typer
 
 from nexanest_db.commands.common import resolve
-from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_LOCK_TIMEOUT_S, build_context, configure_logging, console
+from nexanest_db.commands.hookrun import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    build_context,
+    configure_logging,
+    console,
+)
 from nexanest_db.commands.hooks import (
     AsJson,
     BackupDir,
@@ -16,6 +23,7 @@ from nexanest_db.commands.hooks import (
     LockTimeout,
     ProjectDir,
     Stack,
+    StatementTimeout,
     Verbose,
     run_hooks_command,
 )
@@ -107,6 +115,7 @@ def apply(
     disable: Disable = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT_S,
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT_S,
     backup_dir: BackupDir = None,
     as_json: AsJson = False,
     verbose: Verbose = False,
@@ -121,6 +130,7 @@ def apply(
         backup_dir=backup_dir,
         connect_timeout=connect_timeout,
         lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
         as_json=as_json,
         verbose=verbose,
     )

@@ -58,6 +58,16 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
         raise MigrationError(problems[0] + more)
 
     changes: list[Change] = []
+    try:
+        _apply_plans(context, plans, schema_steps, ledger_steps, changes)
+    except Exception as exc:
+        exc.committed = tuple(changes)  # type: ignore[attr-defined]  # what did commit is reported with the failure
+        raise
+    return changes
+
+
+def _apply_plans(context: HookContext, plans: list[ServicePlan], schema_steps, ledger_steps, changes: list[Change]) -> None:
+    sql_dir = context.paths.sql_dir
     for plan in plans:
         service = plan.roles
         for row in plan.missing_files:
@@ -94,4 +104,3 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
                 )
         finally:
             applier.close()
-    return changes

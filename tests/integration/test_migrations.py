@@ -151,3 +151,17 @@ def test_status_is_read_only_and_lists_pending(db_stack: DbStack) -> None:
     assert "applied V003 add users last login" in applied.stdout
     assert "migrate: 0 applied, up to date" not in applied.stdout
     assert "migrate: 11 applied, up to date" in nndb(db_stack, "migrate", "status", "local-db").stdout
+
+
+def test_a_failed_run_reports_what_it_committed_before_the_failure(db_stack: DbStack) -> None:
+    run_in_process(db_stack, hooks=MIGRATE_HOOKS)
+    write_migration(db_stack, "auth", "V004__ok.sql", "CREATE TABLE ok_first (id int);\n")
+    write_migration(db_stack, "auth", "V005__broken.sql", "SELECT no_such_column FROM users;\n")
+    result = nndb(db_stack, "migrate", "apply", "local-db")
+    assert result.returncode == MigrationError.exit_code, result.stderr
+    assert "migrate: 1 change committed before the failure" in result.stdout, result.stdout
+    assert "up to date" not in result.stdout
+    assert "applied V004 ok" in result.stdout  # printed like any change
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "V005__broken.sql:1:" in lines[0] and "fix the file and run again" in lines[0]
+    assert ledger_versions(db_stack) == [0, 1, 2, 3, 4]
