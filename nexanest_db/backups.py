@@ -22,6 +22,7 @@ Passwords reach pg_dump/pg_restore through ``PGPASSWORD`` in their environment, 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -35,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import psycopg
 
@@ -91,22 +92,38 @@ class Catalog:
 
     @classmethod
     def load(cls, directory: Path, stack: str) -> Catalog:
+        """The catalog in ``directory``, every record checked (types, dates, files confined to ``directory``)."""
         path = directory / CATALOG
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return cls(directory=directory, stack=stack)
+        if path.is_symlink() or not path.is_file():
+            raise BackupError(f"{path}: not a regular file; the backup catalog must be a plain file, move it aside")
         try:
+            if path.stat().st_size > MAX_CATALOG_BYTES:
+                raise ValueError(f"larger than {MAX_CATALOG_BYTES // (1 << 20)} MiB")
             raw = json.loads(path.read_text(encoding="utf-8"))
-            return cls(
-                directory=directory,
-                stack=stack,
-                databases={k: DatabaseEntry(**v) for k, v in raw.get("databases", {}).items()},
-                backups=[BackupRecord(**b) for b in raw.get("backups", [])],
-            )
+            catalog = cls(directory=directory, stack=stack)
+            if not isinstance(raw, dict):
+                raise ValueError(f"expected a JSON object, found {type(raw).__name__}")
+            databases, backups = raw.get("databases", {}), raw.get("backups", [])
+            if not isinstance(databases, dict) or not isinstance(backups, list):
+                raise ValueError("'databases' must be an object and 'backups' a list")
+            for key, value in databases.items():
+                catalog.databases[key] = _checked(DatabaseEntry, value, f"databases[{key!r}]")
+            for index, value in enumerate(backups):
+                record = _checked(BackupRecord, value, f"backups[{index}]")
+                _check_record(record, f"backups[{index}] ({record.id})")
+                catalog.backups.append(record)
+            return catalog
+        except OSError as exc:
+            raise BackupError(f"{path}: cannot read the backup catalog ({exc.strerror}); check the directory's permissions") from None
+        except UnicodeDecodeError:
+            raise BackupError(f"{path}: unreadable backup catalog (not UTF-8 text); restore it from a copy or move it aside") from None
         except (ValueError, TypeError) as exc:
-            raise BackupError(f"{path}: unreadable backup catalog ({exc}); restore it or move it aside") from None
+            reason = " ".join(str(exc).split())
+            raise BackupError(f"{path}: unreadable backup catalog ({reason}); restore it from a copy or move it aside") from None
 
     def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         payload = {
             "version": CATALOG_VERSION,
             "stack": self.stack,
@@ -114,22 +131,119 @@ class Catalog:
             "backups": [asdict(b) for b in self.backups],
         }
         tmp = self.directory / f".{CATALOG}.tmp"
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.directory / CATALOG)  # atomic: a crash never leaves half a catalog
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(tmp, self.directory / CATALOG)  # atomic: a crash never leaves half a catalog
+        except OSError as exc:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise BackupError(disk_error(self.directory / CATALOG, exc, "cannot write the backup catalog")) from None
+
+    @contextmanager
+    def saved_afterwards(self) -> Iterator[Catalog]:
+        """Save when the block ends, failure included (a failed verification is recorded too); a save
+        that fails after the block failed does not hide the block's own error."""
+        try:
+            yield self
+        except BaseException:
+            with suppress(BackupError):
+                self.save()
+            raise
+        self.save()
 
     def latest(self, subject: str, *, verified_only: bool = False) -> BackupRecord | None:
         candidates = [b for b in self.backups if b.subject == subject and (b.verified or not verified_only)]
         return max(candidates, key=lambda b: b.taken_at, default=None)
 
     def path_of(self, record: BackupRecord) -> Path:
-        return self.directory / record.file
+        """The record's file — only ever inside the backup directory (a catalog is data, not a list of paths to trust)."""
+        _check_file(record.file, f"backup {record.id}")
+        path = self.directory / record.file
+        try:
+            inside = path.resolve().is_relative_to(self.directory.resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside or path.is_symlink():
+            raise BackupError(
+                f"{self.directory / CATALOG}: backup {record.id}: file {record.file!r} leads outside {self.directory}; "
+                "the catalog was tampered with: restore it from a copy or move it aside"
+            )
+        return path
+
+
+MAX_CATALOG_BYTES = 64 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def disk_error(path: Path, exc: OSError, what: str) -> str:
+    """One line for a failed write: the path, the cause (disk full, read-only, ...), what to do."""
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EFBIG: "the file size limit was reached",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOTDIR: "a part of the path is not a directory",
+    }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    return f"{path}: {what}: {reason}; free space or fix the directory (or set --backup-dir / NNDB_BACKUP_DIR), then run again"
+
+
+def _checked(kind: type, value: object, where: str):
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected an object")
+    try:
+        return kind(**value)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {str(exc).split('__init__() ')[-1]}") from None
+
+
+def _check_file(file: object, where: str) -> None:
+    if not isinstance(file, str) or not file:
+        raise BackupError(f"{where}: its file is not a path; the catalog was tampered with")
+    parts = PurePosixPath(file).parts
+    if file.startswith("/") or "\\" in file or ".." in parts or "." in parts or any(part.startswith(".") for part in parts):
+        raise BackupError(
+            f"{where}: file {file!r} leads outside the backup directory; the catalog was tampered with: restore it from a copy or move it aside"
+        )
+
+
+def _check_record(record: BackupRecord, where: str) -> None:
+    for name in ("id", "subject", "file", "sha256", "taken_at", "server_version"):
+        if not isinstance(getattr(record, name), str):
+            raise ValueError(f"{where}: {name} must be a string")
+    if "/" not in record.subject:
+        raise ValueError(f"{where}: subject must be <instance>/<database>")
+    if not _SHA256.match(record.sha256):
+        raise ValueError(f"{where}: sha256 is not 64 hex digits")
+    if not isinstance(record.size, int) or isinstance(record.size, bool) or record.size < 0:
+        raise ValueError(f"{where}: size must be a non-negative integer")
+    try:
+        taken = datetime.fromisoformat(record.taken_at)
+    except ValueError:
+        raise ValueError(f"{where}: taken_at {record.taken_at!r} is not an ISO date and time") from None
+    if taken.tzinfo is None:
+        raise ValueError(f"{where}: taken_at {record.taken_at!r} has no time zone")
+    if not isinstance(record.row_counts, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in record.row_counts.items()
+    ):
+        raise ValueError(f"{where}: row_counts must map table names to integers")
+    try:
+        _check_file(record.file, where)
+    except BackupError as exc:
+        raise ValueError(str(exc).split(": ", 1)[1]) from None
 
 
 @contextmanager
 def catalog_lock(directory: Path) -> Iterator[None]:
     """One writer per stack's catalog at a time (a deploy's hooks vs. a scheduled `nndb backup run`)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".catalog.lock", "w") as handle:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / ".catalog.lock", "w")  # noqa: SIM115 -- closed by the with below
+    except OSError as exc:
+        raise BackupError(disk_error(directory, exc, "cannot create the backup directory's lock file")) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -250,6 +364,12 @@ def _dump_encrypted(argv: list[str], target: PgTarget, path: Path, key: BackupKe
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
+    except OSError as exc:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        partial.unlink(missing_ok=True)
+        raise BackupError(disk_error(path, exc, f"{what}: cannot write the backup file")) from None
     except BaseException:
         if process.poll() is None:
             process.kill()
@@ -330,7 +450,10 @@ def take_backup(
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     relative = f"{service.instance}/{service.database}/{stamp}{ENCRYPTED_SUFFIX}"
     path = catalog.directory / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(disk_error(path.parent, exc, "cannot create the backup directory")) from None
     with conn.transaction():
         conn.execute(load_query(sql_dir, "snapshot-export"))  # type: ignore[arg-type]
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
@@ -443,6 +566,69 @@ def prune(catalog: Catalog, *, retention_days: int, now: datetime | None = None)
     keep_ids = {b.id for subject in {b.subject for b in catalog.backups} if (b := catalog.latest(subject, verified_only=True))}
     removed = [b for b in catalog.backups if datetime.fromisoformat(b.taken_at) < cutoff and b.id not in keep_ids]
     for record in removed:
-        catalog.path_of(record).unlink(missing_ok=True)
+        path = catalog.path_of(record)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise BackupError(disk_error(path, exc, "cannot remove a backup past the retention")) from None
     catalog.backups = [b for b in catalog.backups if b not in removed]
     return removed
+
+
+# --- what a killed run leaves behind ----------------------------------------------------------
+
+SCRATCH_PREFIX = "nndb_verify_"
+_DUMP_SUFFIXES = (ENCRYPTED_SUFFIX, ".dump")
+
+
+def leftover_files(catalog: Catalog) -> list[Path]:
+    """Files a killed run left in the backup directory: ``.partial`` dumps and dumps no catalog record names.
+
+    Called with the catalog lock held (no other run of this stack writes now), so none of them is in use.
+    """
+    if not catalog.directory.is_dir():
+        return []
+    known = {catalog.directory / record.file for record in catalog.backups}
+    found = []
+    for path in sorted(catalog.directory.glob("*/*/*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.name.endswith(".partial") or (path.name.endswith(_DUMP_SUFFIXES) and path not in known):
+            found.append(path)
+    stale_tmp = catalog.directory / f".{CATALOG}.tmp"
+    if stale_tmp.is_file():
+        found.append(stale_tmp)
+    return found
+
+
+def remove_leftover_files(catalog: Catalog) -> list[str]:
+    """Remove ``leftover_files``; return what was removed (relative to the backup directory)."""
+    removed = []
+    for path in leftover_files(catalog):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise BackupError(disk_error(path, exc, "cannot remove a file a killed backup left behind")) from None
+        removed.append(path.relative_to(catalog.directory).as_posix())
+    return removed
+
+
+def clean_leftovers(catalog: Catalog, instances: Mapping[str, psycopg.Connection], sql_dir: Path) -> list[tuple[str, str]]:
+    """(subject, what) for every leftover of a killed run removed: files here, scratch databases on ``instances``."""
+    cleaned = [(catalog.stack, f"removed {name} (left behind by an interrupted backup)") for name in remove_leftover_files(catalog)]
+    for instance, maintenance in instances.items():
+        for name in drop_leftover_scratch_databases(maintenance, sql_dir):
+            cleaned.append((instance, f"dropped scratch database {name} (left behind by an interrupted verification)"))
+    return cleaned
+
+
+def drop_leftover_scratch_databases(maintenance: psycopg.Connection, sql_dir: Path) -> list[str]:
+    """Drop ``nndb_verify_*`` databases nobody is connected to (a verification killed before its cleanup)."""
+    rows = maintenance.execute(load_query(sql_dir, "scratch-leftovers")).fetchall()  # type: ignore[arg-type]
+    dropped = []
+    for (name,) in rows:
+        maintenance.execute(compose_query(sql_dir, "scratch-drop", database=name))
+        dropped.append(name)
+    return dropped

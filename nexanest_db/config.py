@@ -11,7 +11,13 @@ pass the results of these functions down.
 
 from __future__ import annotations
 
+import io
+import ipaddress
+import math
+import os
+import posixpath
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nexanest_db.errors import ConfigError
@@ -58,6 +65,113 @@ MANAGED_SETTINGS: frozenset[str] = frozenset(
     }
 )
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# A Docker image reference: [registry[:port]/]name[/name...][:tag][@sha256:digest] — nothing else.
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9][a-zA-Z0-9.-]*(?::[0-9]{1,5})?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_SSH_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+# Setting values are written into postgresql.conf / redis.conf: plain tokens only (sizes such as
+# 128MB, numbers, enums such as allkeys-lru, comma lists of names such as timescaledb,pg_stat_statements).
+_PG_SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.+-]+(?:\s*,\s*[A-Za-z0-9_.+-]+)*$")
+_REDIS_SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.+-]+(?: [A-Za-z0-9_.+-]+)*$")
+# Settings that reach outside the server's own data (files, programs, libraries, other config
+# files) or switch its protections off: never from the environment's TOML.
+POSTGRES_REFUSED_SETTINGS: frozenset[str] = frozenset(
+    {
+        "include",
+        "include_dir",
+        "include_if_exists",
+        "config_file",
+        "data_directory",
+        "ident_file",
+        "external_pid_file",
+        "unix_socket_directories",
+        "unix_socket_group",
+        "unix_socket_permissions",
+        "dynamic_library_path",
+        "local_preload_libraries",
+        "session_preload_libraries",
+        "log_directory",
+        "log_filename",
+        "restore_command",
+        "archive_cleanup_command",
+        "recovery_end_command",
+        "archive_library",
+        "ssl_passphrase_command",
+        "ssl_crl_file",
+        "ssl_crl_dir",
+        "krb_server_keyfile",
+        "allow_system_table_mods",
+        "ignore_system_indexes",
+        "zero_damaged_pages",
+        "fsync",
+        "full_page_writes",
+        "log_statement",
+        "log_min_duration_sample",
+    }
+)
+REDIS_REFUSED_SETTINGS: frozenset[str] = frozenset(
+    {
+        "include",
+        "loadmodule",
+        "rename-command",
+        "enable-debug-command",
+        "enable-module-command",
+        "enable-protected-configs",
+        "protected-mode",
+        "requirepass",
+        "masterauth",
+        "masteruser",
+        "user",
+        "dbfilename",
+        "appendfilename",
+        "appenddirname",
+        "logfile",
+        "pidfile",
+        "unixsocket",
+        "unixsocketperm",
+        "replicaof",
+        "slaveof",
+        "tls-replication",
+        "tls-cluster",
+        "cluster-enabled",
+        "cluster-config-file",
+    }
+)
+RESERVED_DATABASES: frozenset[str] = frozenset({"postgres", "template0", "template1"})
+RESERVED_SCHEMAS: frozenset[str] = frozenset({"nndb", "public", "information_schema"})
+# Scratch databases of backup verification are named nndb_verify_<db>_<random>: no service may use the prefix.
+TOOL_DATABASE_PREFIX = "nndb_"
+
+
+def _control_characters(value: str) -> bool:
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029" for ch in value)
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def check_setting_value(key: str, value: str | int | float | bool, pattern: re.Pattern[str], kind: str) -> None:
+    """One setting value, by type; raises ``ValueError`` naming the key (never writes anything raw)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: {value} is not a usable number")
+    if isinstance(value, int | float):
+        return
+    if _control_characters(value):
+        raise ValueError(f"{key}: the value contains a control character (a newline would add lines to {kind}); give one plain value")
+    if value == "" and kind == "redis.conf":
+        return
+    if not pattern.match(value):
+        raise ValueError(
+            f"{key}: {_shown(value)} is not a plain value (a size such as 128MB, a number, a word such as allkeys-lru"
+            f"{', or a comma list of names' if kind == 'postgresql.conf' else ''}); quotes, spaces, paths and other characters are refused"
+        )
+
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Identifier = Annotated[str, Field(pattern=_IDENTIFIER.pattern)]
@@ -71,10 +185,15 @@ class _Model(BaseModel):
 class SshTarget(_Model):
     """How the Docker provider reaches a remote engine (``ssh://user@host:port``)."""
 
-    user: str = Field(min_length=1)
+    user: str = Field(pattern=_SSH_USER.pattern)
     host: str = Field(min_length=1)
     port: Port = 22
     opts: list[str] = Field(default_factory=list)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
 
     def url(self, host_override: str | None = None) -> str:
         host = host_override or self.host
@@ -115,12 +234,21 @@ class InstanceConfig(_Model):
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        if not _IMAGE.match(value):
+            raise ValueError(
+                f"{_shown(value)} is not an image reference; expected [registry/]name[:tag][@sha256:<digest>], e.g. postgres:15"
+            )
+        return value
+
     @field_validator("settings")
     @classmethod
     def _settings_keys(cls, value: dict[str, str | int | float | bool]) -> dict[str, str | int | float | bool]:
         for key in value:
             if not _SETTING_KEY.match(key):
-                raise ValueError(f"{key!r} is not a valid setting name")
+                raise ValueError(f"{_shown(key)} is not a valid setting name")
             if key in MANAGED_SETTINGS:
                 raise ValueError(f"{key!r} is managed by the tool (templates/backup policy); remove it from settings")
         return value
@@ -130,9 +258,27 @@ class PostgresInstanceConfig(InstanceConfig):
     superuser: Identifier = "nexanest"
     container_port: Port = 5432
 
+    @field_validator("settings")
+    @classmethod
+    def _postgres_values(cls, value: dict[str, str | int | float | bool]) -> dict[str, str | int | float | bool]:
+        for key, setting in value.items():
+            if key in POSTGRES_REFUSED_SETTINGS:
+                raise ValueError(f"{key}: reaches outside the server's own data or disables a protection; not settable from config")
+            check_setting_value(key, setting, _PG_SETTING_VALUE, "postgresql.conf")
+        return value
+
 
 class RedisInstanceConfig(InstanceConfig):
     container_port: Port = 6379
+
+    @field_validator("settings")
+    @classmethod
+    def _redis_values(cls, value: dict[str, str | int | float | bool]) -> dict[str, str | int | float | bool]:
+        for key, setting in value.items():
+            if key in REDIS_REFUSED_SETTINGS or key.startswith("tls-"):
+                raise ValueError(f"{key}: reaches outside the server's own data or disables a protection; not settable from config")
+            check_setting_value(key, setting, _REDIS_SETTING_VALUE, "redis.conf")
+        return value
 
 
 # The upstream releases monitoring/README.md checked the rules' metric names against (by digest in prod).
@@ -187,6 +333,12 @@ class LocalBackend(_Model):
             raise ValueError(
                 "must point outside cdktf.out (terraform runs in cdktf.out/stacks/<stack>/), e.g. ../../../terraform.<stack>.tfstate"
             )
+        # Resolved from cdktf.out/stacks/<stack>/, it must land in the project itself, not above it.
+        inside = posixpath.normpath(value.removeprefix("../../../"))
+        if inside in {".", ""} or inside.startswith("..") or value.endswith("/"):
+            raise ValueError(
+                f"{_shown(value)} leaves the project; state stays in the project root, e.g. ../../../terraform.<stack>.tfstate"
+            )
         return value
 
 
@@ -229,6 +381,17 @@ class BackupPolicy(_Model):
     retention_days: int = Field(ge=1, le=3650)
     pitr: bool = False
     directory: str = Field(default="backups", min_length=1, description="catalog and dump directory, relative to the project root")
+
+    @field_validator("directory")
+    @classmethod
+    def _inside_project(cls, value: str) -> str:
+        normal = posixpath.normpath(value)
+        if Path(value).is_absolute() or normal == "." or normal.startswith("..") or "\\" in value:
+            raise ValueError(
+                f"{_shown(value)} must be a directory inside the project, relative to its root, e.g. backups "
+                "(for another place use --backup-dir or NNDB_BACKUP_DIR)"
+            )
+        return value
 
 
 class TlsConfig(_Model):
@@ -287,6 +450,22 @@ class EnvironmentConfig(_Model):
     destroy: DestroyPolicy = DestroyPolicy()
     exporters: ExportersConfig = ExportersConfig()
 
+    @field_validator("bind_address")
+    @classmethod
+    def _bind_ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                f"{_shown(value)} is not an IP address; published ports bind to an address such as 127.0.0.1 or 0.0.0.0"
+            ) from None
+        return value
+
+    @field_validator("endpoint_host")
+    @classmethod
+    def _endpoint_host(cls, value: str) -> str:
+        return check_host(value)
+
     @property
     def stack(self) -> str:
         return f"{self.environment}-db"
@@ -338,7 +517,71 @@ class EnvironmentConfig(_Model):
         missing = set(SERVICES) - set(self.services)
         if missing:
             raise ValueError(f"services: missing service {sorted(missing)[0]!r}")
+        self._services_isolated()
         return self
+
+    def _services_isolated(self) -> None:
+        """Each service alone in its database, schema and Redis key space (ADR: each service owns its schema)."""
+        databases: dict[tuple[str, str], str] = {}
+        prefixes: dict[str, str] = {}
+        for name, service in sorted(self.services.items()):
+            where = f"services.{name}"
+            if service.database in RESERVED_DATABASES or service.database.startswith(TOOL_DATABASE_PREFIX):
+                raise ValueError(
+                    f"{where}.database: {service.database!r} is reserved (maintenance/template databases, nndb_* for the tool); "
+                    "give the service a database of its own"
+                )
+            if service.schema_ in RESERVED_SCHEMAS or service.schema_.startswith("pg_"):
+                raise ValueError(
+                    f"{where}.schema: {service.schema_!r} is reserved (nndb holds the migration ledger; public, information_schema, pg_*); "
+                    "give the service a schema of its own"
+                )
+            key = (service.instance, service.database)
+            if key in databases:
+                raise ValueError(
+                    f"{where}.database: {service.database!r} on {service.instance} is also services.{databases[key]}.database; "
+                    "every service needs a database of its own"
+                )
+            databases[key] = name
+            for other_prefix, other in prefixes.items():
+                if service.redis_prefix.startswith(other_prefix) or other_prefix.startswith(service.redis_prefix):
+                    raise ValueError(
+                        f"{where}.redis_prefix: {service.redis_prefix!r} overlaps services.{other}.redis_prefix {other_prefix!r}; "
+                        "each service's Redis keys need a prefix no other service's keys start with"
+                    )
+            prefixes[service.redis_prefix] = name
+
+
+def check_host(value: str) -> str:
+    """A host name or IP address (it ends up in URLs and connection strings): nothing else."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(value):
+        raise ValueError(f"{_shown(value)} is not a host name or IP address")
+    return value
+
+
+def _control_character_key(raw: object, path: str = "") -> str | None:
+    """The dotted key of the first string (key or value) in ``raw`` holding a control character."""
+    if isinstance(raw, str):
+        return path if _control_characters(raw) else None
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _control_characters(str(key)):
+                return path or "(top level)"
+            found = _control_character_key(value, where)
+            if found:
+                return found
+    if isinstance(raw, list):
+        for index, value in enumerate(raw):
+            found = _control_character_key(value, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -373,11 +616,20 @@ def load_environment(stack: str, *, config_dir: Path) -> EnvironmentConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; every stack needs its config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; every stack needs its config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     expected = stack.removesuffix("-db")
     if raw.get("environment") != expected:
         raise ConfigError(f"{path}: environment: must be {expected!r} to match the file name, got {raw.get('environment')!r}")
+    bad = _control_character_key(raw)
+    if bad:
+        raise ConfigError(f"{path}: {bad}: contains a control character (newline, tab, ...); config values are single-line plain text")
     try:
         return EnvironmentConfig.model_validate(raw)
     except ValidationError as exc:
@@ -425,22 +677,67 @@ class Endpoints:
         return HostPort(host=self.for_instance(name).host, port=self.exporter_ports[name])
 
 
+MAX_ENV_FILE_BYTES = 1 << 20
+
+
+def read_bounded(path: Path, *, limit: int) -> bytes:
+    """The bytes of a regular file, at most ``limit``; a FIFO, device or directory is never opened for reading.
+
+    ``O_NONBLOCK`` so that opening a FIFO does not wait for a writer; the type is checked on the open
+    descriptor (no race with a swapped path). Raises ``OSError`` (unreadable) or ``ValueError`` (why not).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "a device"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "not a regular file"
+            )
+            raise ValueError(f"is {kind}, not a regular file")
+        data = os.read(fd, limit + 1) if info.st_size <= limit else b"x" * (limit + 1)
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit // 1024} KiB")
+    return data
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env``-style file (``KEY=value``, ``#`` comments, optional quotes, ``export``)."""
+    """Parse a ``.env``-style file with python-dotenv (``KEY=value``, ``#`` comments, quotes, ``export``).
+
+    The same rules Docker Compose and python-dotenv apply: an inline `` # comment`` is not part of
+    the value, quotes are removed; an unterminated quote or a line that is no assignment is one
+    ``ConfigError`` naming the file and line, as is a file that is binary, huge or not a file.
+    """
+    try:
+        data = read_bounded(path, limit=MAX_ENV_FILE_BYTES)
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); fix its permissions or remove it") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a binary file?); .env.db holds KEY=value lines") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}; .env.db holds KEY=value lines") from None
+    if "\0" in text:
+        raise ConfigError(f"{path}: contains NUL bytes (a binary file?); .env.db holds KEY=value lines")
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        stripped = stripped.removeprefix("export ").strip()
-        key, sep, value = stripped.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"{path}:{number}: expected KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line + binding.original.string[
+            : len(binding.original.string) - len(binding.original.string.lstrip())
+        ].count("\n")
+        if binding.error:
+            raise ConfigError(f"{path}:{line}: cannot parse this line (an unterminated quote?); expected KEY=value")
+        if binding.key is None:
+            continue  # a comment or blank line
+        if binding.value is None or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", binding.key):
+            raise ConfigError(f"{path}:{line}: expected KEY=value")
+        values[binding.key] = binding.value
     return values
 
 

@@ -44,6 +44,7 @@ class HookContext:
     logger: logging.Logger
     connect_timeout_s: float = 10.0
     lock_timeout_s: float = 60.0
+    statement_timeout_s: float = 300.0
     run_lock: bool = True
     _passwords: dict[str, str] = field(default_factory=dict, repr=False)
     _redis: redis.Redis | None = field(default=None, repr=False)
@@ -87,6 +88,7 @@ class HookContext:
             previous_hint=self.credentials.previous_hint,
             connect_timeout_s=self.connect_timeout_s,
             lock_timeout_s=self.lock_timeout_s,
+            statement_timeout_s=self.statement_timeout_s,
             run_lock=self.run_lock,
             tls=self.client_tls,
             tls_hint=self.credentials.describe(CA_SECRET) if self.config.tls.enabled else None,

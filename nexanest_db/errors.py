@@ -2,9 +2,16 @@
 
 Every error the tool raises on purpose is an ``NndbError``: its message is a
 single line that says what went wrong and what to do next, and the CLI prints
-exactly that line and exits non-zero. Anything else is a bug and keeps its
-traceback.
+exactly that line and exits non-zero (the codes below; docs/hooks.md lists them). Anything else
+is a bug: the CLI prints one line naming it and exits ``BUG_EXIT_CODE`` (``NNDB_DEBUG=1`` shows
+the traceback).
+
+Exit codes: 1 a bug, 2 configuration or command-line usage, 3 secrets, 4 connection (including a
+server that stopped answering), 5 migration or run lock, 6 hook, 7 backup, 8 destroy refused,
+130 interrupted.
 """
+
+BUG_EXIT_CODE = 1
 
 
 class NndbError(Exception):
@@ -15,6 +22,12 @@ class NndbError(Exception):
 
 class ConfigError(NndbError):
     """A configuration file, template or environment override is invalid."""
+
+    exit_code = 2
+
+
+class UsageError(ConfigError):
+    """The command line is wrong: unknown command or option, missing argument (click's exit code 2)."""
 
     exit_code = 2
 

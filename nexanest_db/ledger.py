@@ -11,6 +11,8 @@ of order and not applied.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from nexanest_db.errors import MigrationError
+from nexanest_db import scram
+from nexanest_db.errors import MigrationError, NndbError
 from nexanest_db.migration_files import Migration
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.roles import ServiceRoles
@@ -97,27 +100,86 @@ def make_plan(roles: ServiceRoles, migrations: list[Migration], applied: dict[in
 
 
 NoticeSink = Callable[[Migration, str], None]
+MigratorLogin = Callable[[str], psycopg.Connection]
+# How long a migrator's one-run password stays valid at most (a run killed before closing it).
+MIGRATOR_LOGIN_VALID = "2 hours"
 
 
 class MigrationApplier:
-    """Applies migrations on one service connection, each in ONE transaction with its ledger row.
+    """Applies migrations of one service in its sandbox, each in ONE transaction with its ledger row.
+
+    The sandbox (see sql/ledger/01-create-ledger.sql and docs/hooks.md "Migrations"): the superuser
+    session ``admin`` gives ``<svc>_migrator`` a one-run random password and issues a run token, then
+    the migrations run in a session logged in as the migrator (NOINHERIT, member of ``<svc>_owner``
+    only), which can never be more than the service's owner: ``RESET ROLE``, ``SET ROLE <other>``
+    or ``SET SESSION AUTHORIZATION`` in a migration lead nowhere. The ledger row is written by
+    ``nndb.record_migration`` with the token the migration's SQL never sees. ``close()`` logs the
+    migrator out and clears its password and the token, whatever happened.
 
     Round trips per migration: one to begin (BEGIN, SET LOCAL ROLE <owner>, search_path), one per
     statement, one to record and commit — the same count as psql with BEGIN/COMMIT around a file.
-    Runs as the service's owner role with ``search_path = <schema>, public``. A failure rolls the
-    whole migration back (its ledger row with it) and raises ``MigrationError`` naming file and line.
+    A failure rolls the whole migration back (its ledger row with it) and raises ``MigrationError``
+    naming file and line.
     """
 
-    def __init__(self, conn: psycopg.Connection, roles: ServiceRoles, sql_dir: Path, notice: NoticeSink | None = None) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        admin: psycopg.Connection,
+        login: MigratorLogin,
+        roles: ServiceRoles,
+        sql_dir: Path,
+        notice: NoticeSink | None = None,
+    ) -> None:
+        self._admin = admin
         self._roles = roles
+        self._sql_dir = sql_dir
         self._begin = compose_query(sql_dir, "migration-begin", owner_role=roles.owner_role, schema=roles.schema)
         self._commit = sql.SQL(load_query(sql_dir, "migration-commit"))
-        self._cursor = conn.cursor()
+        self._token = secrets.token_hex(32)
         self._current: Migration | None = None
         self._notice = notice
+        self._opened = False
+        password = secrets.token_urlsafe(32)
+        self._open_sandbox(password)
+        try:
+            self._conn = login(password)
+        except BaseException:
+            self._close_sandbox()
+            raise
+        self._cursor = self._conn.cursor()
         if notice is not None:
-            conn.add_notice_handler(self._on_notice)
+            self._conn.add_notice_handler(self._on_notice)
+
+    def _open_sandbox(self, password: str) -> None:
+        roles = self._roles
+        row = self._admin.execute(sql.SQL("SELECT (now() + {}::interval)::text").format(sql.Literal(MIGRATOR_LOGIN_VALID))).fetchone()
+        valid_until = row[0] if row else None
+        verifier = scram.build(password)
+        statement = sql.SQL(load_query(self._sql_dir, "migrator-open")).format(
+            migrator_role=sql.Identifier(roles.migrator_role),
+            verifier=sql.Literal(verifier),
+            valid_until=sql.Literal(valid_until),
+            service=sql.Literal(roles.service),
+            token_sha256=sql.Literal(hashlib.sha256(self._token.encode()).hexdigest()),
+            migrator_name=sql.Literal(roles.migrator_role),
+            owner_name=sql.Literal(roles.owner_role),
+        )
+        self._opened = True
+        self._admin.execute(statement)
+
+    def _close_sandbox(self) -> None:
+        if not self._opened or self._admin.closed:
+            return
+        statement = sql.SQL(load_query(self._sql_dir, "migrator-close")).format(
+            migrator_role=sql.Identifier(self._roles.migrator_role), service=sql.Literal(self._roles.service)
+        )
+        try:
+            if self._admin.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self._admin.execute("ROLLBACK")
+            self._admin.execute(statement)
+        except (psycopg.Error, NndbError):
+            pass  # the server went away: the next run's init_sql closes the login ("left open by an interrupted run")
+        self._opened = False
 
     def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
         if self._notice is not None and self._current is not None:
@@ -134,14 +196,22 @@ class MigrationApplier:
                 try:
                     cursor.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
                 except psycopg.Error as exc:
+                    if self._server_gone(exc):
+                        raise  # not the file's fault: the run reports the server, exit 4
                     position = getattr(exc.diag, "statement_position", None)
                     offset = statement.text[: int(position) - 1].count("\n") if position else 0
                     raise MigrationError(
                         f"{statement.display}:{statement.line + offset}: {one_line(exc)}; {migration.label} of {roles.subject} "
                         "rolled back whole (earlier migrations stay applied) — fix the file and run again"
                     ) from None
+                if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+                    raise MigrationError(
+                        f"{statement.display}:{statement.line}: the statement ended the migration's transaction; "
+                        f"{migration.label} of {roles.subject} is not recorded — a migration must not commit or roll back"
+                    )
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             record = {
+                "token": self._token,
                 "service": migration.service,
                 "version": migration.version,
                 "description": migration.description,
@@ -149,7 +219,15 @@ class MigrationApplier:
                 "checksum": migration.checksum,
                 "execution_ms": elapsed_ms,
             }
-            cursor.execute(self._commit.format(**{key: sql.Literal(value) for key, value in record.items()}))
+            try:
+                cursor.execute(self._commit.format(**{key: sql.Literal(value) for key, value in record.items()}))
+            except psycopg.Error as exc:
+                if self._server_gone(exc):
+                    raise
+                raise MigrationError(
+                    f"{migration.script}: {one_line(exc)}; {migration.label} of {roles.subject} rolled back whole "
+                    "(earlier migrations stay applied) — a migration may only change its own service's objects"
+                ) from None
         except BaseException:
             self._rollback()
             raise
@@ -157,11 +235,27 @@ class MigrationApplier:
             self._current = None
         return elapsed_ms
 
+    def _server_gone(self, exc: psycopg.Error) -> bool:
+        """The session ended under us (server shut down, connection lost), as opposed to an SQL error."""
+        state = exc.sqlstate or ""
+        return (
+            self._conn.closed
+            or (state.startswith(("08", "57")) and state != "57014")
+            or (not state and isinstance(exc, psycopg.OperationalError))
+        )
+
     def _rollback(self) -> None:
         if not self._conn.closed and self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self._conn.execute("ROLLBACK")
+            try:
+                self._conn.execute("ROLLBACK")
+            except psycopg.Error:
+                self._conn.close()  # a rollback that fails leaves nothing committed: the server drops the transaction
 
     def close(self) -> None:
-        if self._notice is not None:
-            self._conn.remove_notice_handler(self._on_notice)
-        self._cursor.close()
+        try:
+            if self._notice is not None and not self._conn.closed:
+                self._conn.remove_notice_handler(self._on_notice)
+            self._cursor.close()
+            self._conn.close()
+        finally:
+            self._close_sandbox()

@@ -29,6 +29,8 @@ _TRANSACTION_CONTROL = re.compile(
     r"^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE
 )
 BASELINE_VERSION = 0
+# The ledger's version column is a PostgreSQL integer.
+MAX_VERSION = 2**31 - 1
 # A comment line in a migration that names the checksum of an earlier text of the same file, so a
 # ledger that applied that text stays valid after a deliberate, reviewed fix (see docs/hooks.md).
 _SUPERSEDES = re.compile(r"^--\s*nndb:\s*supersedes checksum ([0-9a-f]{64})\s*$", re.MULTILINE)
@@ -95,9 +97,13 @@ def split_statements(source: SourceFile) -> list[Statement]:
         line = text.count("\n", 0, position) + 1
         raise MigrationError(f"{source.display}:{line}: {message}; fix the SQL (nothing was applied)") from None
     statements = []
+    # Lines are counted from the previous statement on, never from the start of the file: linear in
+    # the file's size (benchmarks/bench_parse.py), not quadratic in its number of statements.
+    line, counted_to = 1, 0
     for piece in slices:
         body = text[piece]
-        line = text.count("\n", 0, piece.start) + 1
+        line += text.count("\n", counted_to, piece.start)
+        counted_to = piece.start
         if _TRANSACTION_CONTROL.match(body):
             raise MigrationError(
                 f"{source.display}:{line}: {body.split()[0].upper()} found; each migration already runs in its own transaction, remove it"
@@ -106,13 +112,35 @@ def split_statements(source: SourceFile) -> list[Statement]:
     return statements
 
 
-def _read(path: Path, sql_dir: Path) -> SourceFile:
+def _display(path: Path, sql_dir: Path) -> str:
     # Named "sql/..." wherever sql/ lives (project, or the copy shipped with a stack): the ledger stays stable.
-    display = f"sql/{path.relative_to(sql_dir).as_posix()}"
+    return f"sql/{path.relative_to(sql_dir).as_posix()}"
+
+
+def _check_plain(path: Path, sql_dir: Path, what: str) -> None:
+    """Only real files and directories inside sql/: a symlink could make any file on the machine a migration."""
+    display = _display(path, sql_dir)
+    if path.is_symlink():
+        raise MigrationError(
+            f"{display}: is a symbolic link; {what} must be plain files in the repository (replace the link with the file)"
+        )
+    if what == "directory":
+        return
+    if not path.is_file():
+        raise MigrationError(f"{display}: not a regular file; {what} must be plain .sql files (remove it)")
+
+
+def _read(path: Path, sql_dir: Path) -> SourceFile:
+    display = _display(path, sql_dir)
+    _check_plain(path, sql_dir, "migrations")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise MigrationError(f"{display}: not UTF-8 text") from None
+        raise MigrationError(f"{display}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise MigrationError(f"{display}: cannot read it ({exc.strerror}); check the file's permissions") from None
+    if "\0" in text:
+        raise MigrationError(f"{display}: contains a NUL byte; not SQL text")
     return SourceFile(path=path, display=display, text=text)
 
 
@@ -120,22 +148,29 @@ def discover(sql_dir: Path, service: str) -> list[Migration]:
     """The baseline (if any) and every versioned migration of ``service``, by version."""
     migrations: list[Migration] = []
     schema_dir = sql_dir / "schemas" / service
+    migration_dir = sql_dir / "migrations" / service
+    for directory in (sql_dir / "schemas", sql_dir / "migrations", schema_dir, migration_dir):
+        if directory.is_symlink():
+            _check_plain(directory, sql_dir, "directory")
     baseline_files = sorted(schema_dir.glob("*.sql")) if schema_dir.is_dir() else []
     if baseline_files:
         sources = tuple(_read(path, sql_dir) for path in baseline_files)
         migrations.append(Migration(service=service, version=BASELINE_VERSION, description="schema", sources=sources))
-    migration_dir = sql_dir / "migrations" / service
     seen: dict[int, str] = {}
     for path in sorted(migration_dir.iterdir()) if migration_dir.is_dir() else []:
-        if path.name.startswith(".") or path.is_dir():
+        if path.name.startswith(".") or (path.is_dir() and not path.is_symlink()):
             continue
-        source = _read(path, sql_dir)
+        display = _display(path, sql_dir)
         match = FILE_NAME.match(path.name)
         if not match:
-            raise MigrationError(
-                f"{source.display}: not a migration file name; expected V<number>__<description>.sql, e.g. V004__add_index.sql"
-            )
+            _check_plain(path, sql_dir, "migrations")
+            raise MigrationError(f"{display}: not a migration file name; expected V<number>__<description>.sql, e.g. V004__add_index.sql")
         version = int(match["version"])
+        if version > MAX_VERSION:
+            raise MigrationError(
+                f"{display}: version {version} is larger than the ledger holds ({MAX_VERSION}); use the next number after the latest migration"
+            )
+        source = _read(path, sql_dir)
         if version == BASELINE_VERSION:
             raise MigrationError(f"{source.display}: version 0 is the baseline (sql/schemas/{service}/); number migrations from V001")
         if version in seen:

@@ -42,6 +42,43 @@ RUN_LOCK_KEY = (0x6E6E6462, 1)
 REQUIRED_MAJOR = 15
 
 
+# Every statement gets an answer within this long, or the run stops naming the host (a server that
+# accepted the connection and then stopped answering — SIGSTOP, a frozen VM — would otherwise hang a
+# deploy forever). The server cancels a statement itself a little earlier (statement_timeout), so a
+# merely slow statement fails with the server's own message; the client deadline is for a silent server.
+DEFAULT_STATEMENT_TIMEOUT_S = 300.0
+CLIENT_GRACE_S = 5.0
+
+
+class DeadlineConnection(psycopg.Connection):
+    """A psycopg connection whose every wait for the server is bounded (``deadline_s``)."""
+
+    deadline_s: float | None = None
+    where: str = "the server"
+
+    def wait(self, gen, interval=0.1, timeout=None):  # type: ignore[no-untyped-def,override]
+        try:
+            return super().wait(gen, interval, timeout if timeout is not None else self.deadline_s)
+        except psycopg.errors._WaitTimeout:
+            self.pgconn.finish()  # the reply may still come: this session is unusable now
+            raise ConnectionFailed(
+                f"{self.where}: no answer within {self.deadline_s:g}s after connecting (the server stopped answering); "
+                "check that it is up and not overloaded, then run again (or raise --statement-timeout)"
+            ) from None
+
+
+def session_options(statement_timeout_s: float) -> dict[str, object]:
+    """libpq options every nndb session gets: TCP keepalives (a dead peer is noticed) and the server-side timeout."""
+    return {
+        "keepalives": 1,
+        "keepalives_idle": 15,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30000,
+        "options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
+    }
+
+
 class RunLockTimeout(MigrationError):
     """Another nndb run held the run lock for longer than the lock timeout."""
 
@@ -106,8 +143,10 @@ class PostgresSessions:
         run_lock: bool = True,
         tls: Callable[[], ClientTls | None] | None = None,
         tls_hint: str | None = None,
+        statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     ) -> None:
         self._config = config
+        self.statement_timeout_s = statement_timeout_s
         self._tls = tls
         self._tls_hint = tls_hint
         self._endpoint = endpoints_for
@@ -160,19 +199,41 @@ class PostgresSessions:
     def server_version(self, instance: str) -> int:
         return self.connect(instance).info.server_version
 
-    def _login(self, instance: str, database: str, password: str) -> psycopg.Connection:
+    def _login(self, instance: str, database: str, password: str, user: str | None = None) -> psycopg.Connection:
         endpoint = self._endpoint(instance)
-        return psycopg.connect(
+        conn = DeadlineConnection.connect(
             host=endpoint.host,
             port=endpoint.port,
             dbname=database,
-            user=self.superuser(instance),
+            user=user or self.superuser(instance),
             password=password,
             connect_timeout=max(1, round(self.connect_timeout_s)),
             application_name=APPLICATION_NAME,
             autocommit=True,
+            **session_options(self.statement_timeout_s),
             **self.tls_kwargs(),
         )
+        conn.deadline_s = self.statement_timeout_s + CLIENT_GRACE_S
+        conn.where = f"{instance} at {endpoint.host}:{endpoint.port}"
+        return conn
+
+    def login_as(self, instance: str, database: str, *, user: str, password: str) -> psycopg.Connection:
+        """A new (uncached) autocommit session of ``user`` — the migrator of a service; no run lock, no rotation."""
+        try:
+            return self._login(instance, database, password, user=user)
+        except psycopg.OperationalError as exc:
+            endpoint = self._endpoint(instance)
+            raise ConnectionFailed(
+                describe_connect_error(
+                    exc,
+                    instance=instance,
+                    endpoint=endpoint,
+                    user=user,
+                    secret_hint="the one-run password nndb set for it (a pg_hba.conf must admit it like the service app role)",  # noqa: S106 -- a hint, not a password
+                    timeout_s=self.connect_timeout_s,
+                    tls_hint=self._tls_hint,
+                )
+            ) from None
 
     def tls_kwargs(self) -> dict[str, str]:
         """``sslmode``/``sslrootcert`` when the environment enables TLS, else nothing (libpq's defaults)."""

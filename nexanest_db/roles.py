@@ -3,6 +3,8 @@
 Per service ``<svc>`` (auth, portfolio, analytics):
 
 * ``<svc>_owner`` — NOLOGIN; owns the service's database, schema and every object its migrations create.
+* ``<svc>_migrator`` — LOGIN NOINHERIT, member of ``<svc>_owner`` only: the session migrations run in
+  (``SET ROLE <svc>_owner`` and nothing more). No password except a one-run random one during a run.
 * ``<svc>_app`` — LOGIN; the service connects as it: read/write on its own schema only. Password: secret ``<svc>_app``.
 * ``<svc>_readonly`` — LOGIN, only where ``readonly_role = true`` (analytics): SELECT only. Secret ``<svc>_readonly``.
 * Redis ACL user ``<svc>`` — keys and channels under ``redis_prefix`` only. Password: secret ``redis_<svc>``.
@@ -33,6 +35,7 @@ class ServiceRoles:
     schema: str
     redis_prefix: str
     owner_role: str
+    migrator_role: str
     app: LoginRole
     readonly: LoginRole | None
 
@@ -72,6 +75,7 @@ def service_roles(name: str, service: ServiceConfig) -> ServiceRoles:
         schema=service.schema_,
         redis_prefix=service.redis_prefix,
         owner_role=f"{name}_owner",
+        migrator_role=f"{name}_migrator",
         app=LoginRole(name=f"{name}_app", secret=f"{name}_app"),
         readonly=readonly,
     )

@@ -45,10 +45,13 @@ from typing import Protocol
 
 from pydantic import SecretStr, ValidationError
 
-from nexanest_db.config import DEV_DEFAULT_ENVIRONMENTS, STACKS, EnvironmentConfig, SecretsConfig
+from nexanest_db.config import DEV_DEFAULT_ENVIRONMENTS, STACKS, EnvironmentConfig, SecretsConfig, read_bounded
 from nexanest_db.errors import SecretsError
 
 DEV_DEFAULT_PASSWORD = "dev_password"  # noqa: S105 -- the ADR's public local/dev default, refused elsewhere
+# A *_FILE secret is read only when it is a regular file of at most this size (a FIFO would block
+# forever, /dev/zero never ends); PEM CA bundles fit many times over.
+MAX_SECRET_FILE_BYTES = 1 << 20
 BACKUP_KEY_MIN_LENGTH = 16  # characters (nexanest_db.backup_crypto derives the file keys with HKDF-SHA256)
 EXPORTER_DSN_FORBIDDEN = " \t\r\n'\"\\"  # whitespace, quotes, backslash
 
@@ -200,9 +203,15 @@ class EnvSource:
         """Local/dev passwords fall back to the ADR default; TLS material never does."""
         return self.allow_dev_default and not spec_for(name).tls
 
+    def _empty(self, *variables: str) -> str | None:
+        """The first of ``variables`` that is set but empty (``VAR=``): never silently a default."""
+        return next((v for v in variables if v in self.environ and not self.environ[v].strip()), None)
+
     def describe(self, name: str) -> str:
         var = spec_for(name).env_var
         file_var = f"{var}_FILE"
+        if empty := self._empty(file_var, var):
+            return f"${empty} (set but empty)"
         if self.environ.get(file_var):
             return f"${file_var} ({self.environ[file_var]})"
         if self.environ.get(var):
@@ -214,6 +223,11 @@ class EnvSource:
     def get(self, name: str) -> SecretStr:
         var = spec_for(name).env_var
         file_var = f"{var}_FILE"
+        if empty := self._empty(file_var, var):
+            raise SecretsError(
+                f"{self.environment}: secret {name}: {empty} is set but empty; give it the value (or a file path) or unset it "
+                "(an empty value is never taken as the default)"
+            )
         if self.environ.get(file_var):
             value = self._read_file(file_var)
             refuse_weak(self.environment, name, f"${file_var}", value)
@@ -234,6 +248,8 @@ class EnvSource:
         """
         var = f"{spec_for(name).env_var}_PREVIOUS"
         file_var = f"{var}_FILE"
+        if empty := self._empty(file_var, var):
+            raise SecretsError(f"{self.environment}: {empty} is set but empty; give it the previous password or unset it")
         if self.environ.get(file_var):
             return SecretStr(self._read_file(file_var))
         if self.environ.get(var):
@@ -256,11 +272,21 @@ class EnvSource:
         """A ``*_FILE`` secret: the file's content minus one trailing newline; unreadable or empty is an error."""
         path = Path(self.environ[file_var])
         try:
-            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            value = read_bounded(path, limit=MAX_SECRET_FILE_BYTES).decode("utf-8").rstrip("\r\n")
         except OSError as exc:
             raise SecretsError(
                 f"{self.environment}: {file_var} points at {path}, which cannot be read ({exc.strerror}); fix the path or unset {file_var}"
             ) from None
+        except UnicodeDecodeError:
+            raise SecretsError(
+                f"{self.environment}: {file_var} points at {path}, which is not UTF-8 text; store the secret as text (PEM, a password)"
+            ) from None
+        except ValueError as exc:
+            raise SecretsError(
+                f"{self.environment}: {file_var} points at {path}, which {exc}; point it at a plain file holding only the secret"
+            ) from None
+        if "\0" in value:
+            raise SecretsError(f"{self.environment}: {file_var} points at {path}, which contains NUL bytes; not a secret text file")
         if not value:
             raise SecretsError(f"{self.environment}: {file_var} points at {path}, which is empty")
         return value

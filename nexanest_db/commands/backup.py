@@ -7,14 +7,26 @@ from dataclasses import asdict
 
 import typer
 
-from nexanest_db.backups import Catalog, catalog_lock, prune
+from nexanest_db.backups import Catalog, catalog_lock, clean_leftovers, prune
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, backup_dir_for, build_context, configure_logging, console
 from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ProjectDir, Stack
+from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError
 from nexanest_db.plugins.backup import take_and_verify, verify_record
+from nexanest_db.roles import postgres_instances
 
 app = typer.Typer(help="Backups: take (run), list, and prove restorable (verify).", no_args_is_help=True)
+
+
+def _clean(context: HookContext, catalog: Catalog, *, quiet: bool) -> list[str]:
+    """What a killed earlier run left (partial and uncatalogued dumps, scratch databases), removed first."""
+    instances = {instance: context.pg(instance) for instance in postgres_instances(context.config)}
+    cleaned = clean_leftovers(catalog, instances, context.paths.sql_dir)
+    if not quiet:
+        for subject, summary in cleaned:
+            console.print(f"  - {subject:<20} {summary}", markup=False)
+    return [summary for _, summary in cleaned]
 
 
 def _size(size: int) -> str:
@@ -39,19 +51,20 @@ def run(
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
-            try:
+            cleaned = _clean(context, catalog, quiet=as_json)
+            with catalog.saved_afterwards():
                 for service in context.services:
                     record, detail = take_and_verify(context, service, catalog, verify=verify)
                     taken.append(record)
                     if not as_json:
                         console.print(f"  + {service.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
                 removed = prune(catalog, retention_days=resolved.config.backup.retention_days)
-            finally:
-                catalog.save()
     finally:
         context.close()
     if as_json:
-        console.print_json(json.dumps({"stack": stack, "taken": [asdict(r) for r in taken], "pruned": [r.id for r in removed]}))
+        console.print_json(
+            json.dumps({"stack": stack, "taken": [asdict(r) for r in taken], "pruned": [r.id for r in removed], "cleaned": cleaned})
+        )
         return
     pruned = f", {len(removed)} pruned (older than {resolved.config.backup.retention_days} d)" if removed else ""
     console.print(f"backup: {len(taken)} backups taken{pruned}", markup=False)
@@ -99,7 +112,8 @@ def verify(
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
-            try:
+            _clean(context, catalog, quiet=False)
+            with catalog.saved_afterwards():
                 for service in context.services:
                     record = catalog.latest(service.subject)
                     if record is None:
@@ -113,8 +127,7 @@ def verify(
                         console.print(f"  x {service.subject:<20} {record.id}: {exc}", markup=False)
                         continue
                     console.print(f"  = {service.subject:<20} {record.id} restored: {detail}", markup=False)
-            finally:
-                catalog.save()
+
     finally:
         context.close()
     if failures:

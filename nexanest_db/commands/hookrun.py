@@ -20,6 +20,7 @@ from nexanest_db.plugins.manager import parse_disabled
 LOGGER_NAME = "nexanest_db.hooks"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+DEFAULT_STATEMENT_TIMEOUT_S = 300.0
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -54,6 +55,7 @@ def build_context(
     backup_dir: Path | None = None,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     run_lock: bool = True,
 ) -> HookContext:
     return HookContext(
@@ -66,6 +68,7 @@ def build_context(
         logger=logger,
         connect_timeout_s=connect_timeout_s,
         lock_timeout_s=lock_timeout_s,
+        statement_timeout_s=statement_timeout_s,
         run_lock=run_lock,
     )
 

@@ -12,6 +12,7 @@ from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT_S,
     build_context,
     configure_logging,
     console,
@@ -32,6 +33,10 @@ BackupDir = Annotated[
 ]
 ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
 LockTimeout = Annotated[float, typer.Option("--lock-timeout", help="seconds to wait for another run to finish")]
+StatementTimeout = Annotated[
+    float,
+    typer.Option("--statement-timeout", min=1, help="seconds any one statement (a migration's too) may take before the run stops"),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging (tracebacks of plugin bugs)")]
 
@@ -53,11 +58,19 @@ def run_hooks_command(
     lock_timeout: float,
     as_json: bool,
     verbose: bool,
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S,
 ) -> None:
     logger = configure_logging(verbose)
     resolved = resolve(stack, project_dir)
     manager = plugin_manager(disabled=disabled_plugins(resolved, disable))
-    context = build_context(resolved, logger=logger, backup_dir=backup_dir, connect_timeout_s=connect_timeout, lock_timeout_s=lock_timeout)
+    context = build_context(
+        resolved,
+        logger=logger,
+        backup_dir=backup_dir,
+        connect_timeout_s=connect_timeout,
+        lock_timeout_s=lock_timeout,
+        statement_timeout_s=statement_timeout,
+    )
     if not as_json:
         console.print(f"{label} {stack}: {endpoints_line(resolved)}", markup=False)
     try:
@@ -66,7 +79,7 @@ def run_hooks_command(
         if as_json:
             console.print_json(json.dumps({**failure.report.as_dict(), "error": str(failure)}))
         else:
-            console.print(f"{failure.report.summary_line(label)} before the failure", markup=False)
+            console.print(failure.report.failure_line(label), markup=False)
         raise
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
@@ -84,6 +97,7 @@ def run(
     backup_dir: BackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT_S,
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT_S,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
@@ -97,6 +111,7 @@ def run(
         backup_dir=backup_dir,
         connect_timeout=connect_timeout,
         lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
         as_json=as_json,
         verbose=verbose,
     )

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from nexanest_db.commands.common import project_checkout, resolve
-from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_LOCK_TIMEOUT_S, build_context, configure_logging, console
+from nexanest_db.commands.hookrun import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    build_context,
+    configure_logging,
+    console,
+)
 from nexanest_db.commands.hooks import (
     AsJson,
     BackupDir,
@@ -17,6 +24,7 @@ from nexanest_db.commands.hooks import (
     LockTimeout,
     ProjectDir,
     Stack,
+    StatementTimeout,
     Verbose,
     run_hooks_command,
 )
@@ -149,6 +157,7 @@ def apply(
     disable: Disable = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT_S,
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT_S,
     backup_dir: BackupDir = None,
     as_json: AsJson = False,
     verbose: Verbose = False,
@@ -163,6 +172,7 @@ def apply(
         backup_dir=backup_dir,
         connect_timeout=connect_timeout,
         lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
         as_json=as_json,
         verbose=verbose,
     )

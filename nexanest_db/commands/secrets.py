@@ -143,11 +143,19 @@ def _environment_here() -> dict[str, str]:
     return effective_environment(os.environ, find_env_file(Path.cwd()))
 
 
+MAX_QUERY_CHARS = 1 << 20  # the query is a few hundred bytes; never read an endless stdin
+
+
 def _read_query(stream: TextIO, stack: str) -> dict[str, object]:
     """Terraform sends the query as one JSON object on stdin; by hand at a terminal there is none."""
     if stream.isatty():
         return {}
-    text = stream.read()
+    try:
+        text = stream.read(MAX_QUERY_CHARS + 1)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or len(text) > MAX_QUERY_CHARS:
+        raise SecretsError(f"{stack}: stdin is not the JSON object Terraform's external data source sends (binary or too large)")
     if not text.strip():
         return {}
     try:

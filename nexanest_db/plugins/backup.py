@@ -30,6 +30,7 @@ from nexanest_db.backups import (
     DatabaseEntry,
     PgTarget,
     catalog_lock,
+    clean_leftovers,
     find_tool,
     mark_verified,
     policy_dict,
@@ -151,6 +152,9 @@ def nndb_register_backups(context: HookContext) -> list[Change]:
     changes: list[Change] = []
     with catalog_lock(context.backup_dir):
         catalog = Catalog.load(context.backup_dir, context.stack)
+        instances = {instance: context.pg(instance) for instance in postgres_instances(context.config)}
+        for subject, summary in clean_leftovers(catalog, instances, context.paths.sql_dir):
+            changes.append(Change(subject=subject, summary=summary))
         dirty = False
         for service in context.services:
             entry = catalog.databases.get(service.subject)
@@ -174,10 +178,8 @@ def nndb_register_backups(context: HookContext) -> list[Change]:
             key = backup_key(context)
             if not _has_proven_backup(catalog, service.subject, key):
                 previous = catalog.latest(service.subject)
-                try:
+                with catalog.saved_afterwards():  # a failed verification is recorded too
                     record, detail = take_and_verify(context, service, catalog)
-                finally:
-                    catalog.save()  # a failed verification is recorded too
                 if previous is not None and not readable_with(previous, key):
                     why = "encrypted with another key" if previous.encrypted else "unencrypted"
                     summary = f"backup {record.id} taken and proven by restore ({detail}); the previous one is {why}"

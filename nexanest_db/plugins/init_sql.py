@@ -1,4 +1,5 @@
-"""Built-in plugin ``init_sql``: every service's roles and database (``sql/init/01-create-databases.sql``).
+"""Built-in plugin ``init_sql``: the maintenance databases closed (``sql/init/00-harden-maintenance.sql``,
+every run), then every service's roles and database (``sql/init/01-create-databases.sql``).
 
 Login-role passwords follow the current credentials on every run: the step compares a SCRAM
 verifier with ``pg_authid`` and sends ``ALTER ROLE ... PASSWORD '<verifier>'`` only when the
@@ -13,6 +14,7 @@ from nexanest_db.roles import ServiceRoles, postgres_instances
 from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
 
 STEP_FILE = "init/01-create-databases.sql"
+MAINTENANCE_STEP_FILE = "init/00-harden-maintenance.sql"
 
 
 def _steps(context: HookContext) -> StepFile:
@@ -22,6 +24,7 @@ def _steps(context: HookContext) -> StepFile:
 @hookimpl
 def nndb_preflight(context: HookContext) -> None:
     _steps(context)
+    load_step_file(context.paths.sql_dir, MAINTENANCE_STEP_FILE)
     context.client_tls()  # with tls.enabled: the CA bundle is there (written to the run's CA file) before any connection
     for instance in postgres_instances(context.config):
         context.pg(instance)  # reachable, password right, PostgreSQL 15, run lock held
@@ -40,11 +43,14 @@ def step_values(context: HookContext, service: ServiceRoles) -> StepValues:
     return StepValues(
         identifiers={
             "owner_role": service.owner_role,
+            "migrator_role": service.migrator_role,
             "app_role": service.app.name,
             "readonly_role": readonly.name if readonly else None,
             "database": service.database,
         },
         literals={
+            "owner_name": service.owner_role,
+            "migrator_name": service.migrator_role,
             "app_password": _verifier(context, service, service.app.name, service.app.secret),
             "readonly_password": _verifier(context, service, readonly.name, readonly.secret) if readonly else None,
         },
@@ -56,6 +62,10 @@ def step_values(context: HookContext, service: ServiceRoles) -> StepValues:
 def nndb_init_sql(context: HookContext) -> list[Change]:
     steps = _steps(context)
     changes = []
+    maintenance = load_step_file(context.paths.sql_dir, MAINTENANCE_STEP_FILE)
+    for instance in postgres_instances(context.config):
+        for title in run_steps(context.pg(instance), maintenance, StepValues()):
+            changes.append(Change(subject=instance, summary=title))
     for service in context.services:
         conn = context.pg(service.instance)
         for title in run_steps(conn, steps, step_values(context, service)):

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 import pluggy
+import psycopg
+import redis
 
 from nexanest_db import hookspecs
 from nexanest_db.context import Change, HookContext
-from nexanest_db.errors import ConfigError, HookError, NndbError
+from nexanest_db.errors import ConfigError, ConnectionFailed, HookError, NndbError
 
 # The step name under which the run reports what the context itself changed (not a plugin).
 CONTEXT_STEP = "nndb"
@@ -55,6 +57,13 @@ class RunReport:
         if count == 0:
             return f"{label}: 0 changes (up to date)"
         return f"{label}: {count} change{'s' if count != 1 else ''}"
+
+    def failure_line(self, label: str = "hooks") -> str:
+        """After a failure: what was committed before it, never "up to date"."""
+        count = self.change_count
+        if count == 0:
+            return f"{label}: failed before any change"
+        return f"{label}: {count} change{'s' if count != 1 else ''} committed before the failure"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -146,6 +155,7 @@ def run_phases(
                     outcome = _call_one(impl, hook_name, context)
                 except HookError as exc:
                     _record(report, _context_outcome(context, hook_name), on_outcome)
+                    _record(report, getattr(exc, "partial", None), on_outcome)
                     raise RunFailed(str(exc), report=report, exit_code=exc.exit_code) from exc.__cause__
                 # What the context did while the step used it (a superuser rotation at its first connection) came first.
                 _record(report, _context_outcome(context, hook_name), on_outcome)
@@ -178,6 +188,29 @@ def _call_one(impl: pluggy.HookImpl, hook_name: str, context: HookContext) -> St
     except NndbError as exc:
         error = HookError(f"plugin {plugin!r} failed in {hook_name}: {exc}")
         error.exit_code = exc.exit_code
+        committed = tuple(getattr(exc, "committed", ()))
+        if committed:  # a step that failed part-way reports what it had committed (e.g. earlier migrations)
+            error.partial = StepOutcome(plugin=plugin, hook=hook_name, changes=committed, seconds=time.perf_counter() - started)  # type: ignore[attr-defined]
+        raise error from exc
+    except psycopg.OperationalError as exc:
+        # The server went away mid-run (shut down, restarted, network): not the SQL's fault.
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        error = HookError(
+            f"plugin {plugin!r} failed in {hook_name}: a PostgreSQL server closed the connection or stopped answering "
+            f"({first_line}); check that the servers are up, then run again — what is committed stays"
+        )
+        error.exit_code = ConnectionFailed.exit_code
+        committed = tuple(getattr(exc, "committed", ()))
+        if committed:
+            error.partial = StepOutcome(plugin=plugin, hook=hook_name, changes=committed, seconds=time.perf_counter() - started)  # type: ignore[attr-defined]
+        raise error from exc
+    except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
+        endpoint = context.endpoints.redis
+        error = HookError(
+            f"plugin {plugin!r} failed in {hook_name}: redis at {endpoint.host}:{endpoint.port} stopped answering "
+            f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}); check that it is up, then run again"
+        )
+        error.exit_code = ConnectionFailed.exit_code
         raise error from exc
     except Exception as exc:
         context.logger.debug("plugin %s failed in %s", plugin, hook_name, exc_info=True)

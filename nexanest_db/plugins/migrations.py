@@ -9,6 +9,8 @@ migration in its own transaction. Everything runs under the run lock (``nexanest
 
 from __future__ import annotations
 
+import psycopg
+
 from nexanest_db.errors import MigrationError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.ledger import MigrationApplier, ServicePlan, make_plan, read_ledger
@@ -62,6 +64,16 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
         raise MigrationError(problems[0] + more)
 
     changes: list[Change] = []
+    try:
+        _apply_plans(context, plans, schema_steps, ledger_steps, changes)
+    except Exception as exc:
+        exc.committed = tuple(changes)  # type: ignore[attr-defined]  # what did commit is reported with the failure
+        raise
+    return changes
+
+
+def _apply_plans(context: HookContext, plans: list[ServicePlan], schema_steps, ledger_steps, changes: list[Change]) -> None:
+    sql_dir = context.paths.sql_dir
     for plan in plans:
         service = plan.roles
         for row in plan.missing_files:
@@ -69,14 +81,27 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
                 "%s: V%03d %s is in the ledger but its file is gone (%s)", service.subject, row.version, row.description, row.script
             )
         conn = context.pg(service.instance, service.database)
-        values = StepValues(identifiers={"schema": service.schema, "owner_role": service.owner_role})
+        values = StepValues(
+            identifiers={
+                "schema": service.schema,
+                "owner_role": service.owner_role,
+                "migrator_role": service.migrator_role,
+                "database": service.database,
+            }
+        )
         for title in [*run_steps(conn, schema_steps, values), *run_steps(conn, ledger_steps, values)]:
             changes.append(Change(subject=service.subject, summary=title))
 
         def notice(migration: Migration, message: str, subject: str = service.subject) -> None:
             context.logger.info("%s %s: %s", subject, migration.label, message)
 
-        applier = MigrationApplier(conn, service, sql_dir, notice)
+        if not plan.pending:
+            continue  # up to date: the migrator never logs in
+
+        def login(password: str, service: ServiceRoles = service) -> psycopg.Connection:
+            return context.postgres.login_as(service.instance, service.database, user=service.migrator_role, password=password)
+
+        applier = MigrationApplier(conn, login, service, sql_dir, notice)
         try:
             for migration in plan.pending:
                 elapsed_ms = applier.apply(migration)
@@ -85,4 +110,3 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
                 )
         finally:
             applier.close()
-    return changes

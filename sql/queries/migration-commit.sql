@@ -1,6 +1,6 @@
--- End of every migration (one round trip): back to the superuser (only it may write the ledger),
--- record the migration, commit both together. {service} ... {execution_ms} are literals.
+-- End of every migration (one round trip), in the migrator's session: back to the migrator itself
+-- (a migration may have left any role set), the ledger row through nndb.record_migration with this
+-- run token (sql/ledger/01-create-ledger.sql), both committed together. The placeholders are literals.
 RESET ROLE;
-INSERT INTO nndb.schema_migrations (service, version, description, script, checksum, execution_ms)
-VALUES ({service}, {version}, {description}, {script}, {checksum}, {execution_ms});
+SELECT nndb.record_migration({token}, {service}, {version}, {description}, {script}, {checksum}, {execution_ms});
 COMMIT

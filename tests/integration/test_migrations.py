@@ -199,3 +199,17 @@ def test_migrate_new_refuses_unknown_service_and_empty_description(db_stack: DbS
     empty = nndb(db_stack, "migrate", "new", "auth", " -- ")
     assert empty.returncode == 2 and "has no letters or digits" in empty.stderr
     assert sorted(p.name for p in (db_stack.project / "sql" / "migrations" / "auth").iterdir())[-1] == "V003__add_users_last_login.sql"
+
+
+def test_a_failed_run_reports_what_it_committed_before_the_failure(db_stack: DbStack) -> None:
+    run_in_process(db_stack, hooks=MIGRATE_HOOKS)
+    write_migration(db_stack, "auth", "V004__ok.sql", "CREATE TABLE ok_first (id int);\n")
+    write_migration(db_stack, "auth", "V005__broken.sql", "SELECT no_such_column FROM users;\n")
+    result = nndb(db_stack, "migrate", "apply", "local-db")
+    assert result.returncode == MigrationError.exit_code, result.stderr
+    assert "migrate: 1 change committed before the failure" in result.stdout, result.stdout
+    assert "up to date" not in result.stdout
+    assert "applied V004 ok" in result.stdout  # printed like any change
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "V005__broken.sql:1:" in lines[0] and "fix the file and run again" in lines[0]
+    assert ledger_versions(db_stack) == [0, 1, 2, 3, 4]

@@ -56,8 +56,17 @@ def test_a_stranger_role_gets_nothing(deployed: DbStack) -> None:
     login_refused(
         lambda: deployed.postgres.connect("auth", user="stranger", password="stranger-pw"), 'permission denied for database "auth"'
     )
-    with deployed.postgres.connect("postgres", user="stranger", password="stranger-pw") as conn:
-        refused(lambda: conn.execute("CREATE TABLE public.x (a int)"), "42501")
+    # The test servers never ran the image's first-start hardening (like an existing volume): the hooks re-apply it.
+    for maintenance in ("postgres", "template1"):
+        login_refused(
+            lambda maintenance=maintenance: deployed.postgres.connect(maintenance, user="stranger", password="stranger-pw"),
+            f'permission denied for database "{maintenance}"',
+        )
+    login_refused(
+        lambda: deployed.postgres.connect("postgres", user="auth_app", password=AUTH_APP), 'permission denied for database "postgres"'
+    )
+    with deployed.postgres.connect() as admin:
+        assert admin.execute("SELECT has_schema_privilege('public', 'public', 'CREATE')").fetchone() == (False,)
 
 
 def test_analytics_readonly_reads_but_cannot_write(deployed: DbStack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -44,7 +45,12 @@ def test_rotation_is_reported_only_when_the_password_changes(db_stack: DbStack) 
         run_in_process(db_stack, hooks=init, disabled=("backup",), environ={**db_stack.environ, "AUTH_DB_PASSWORD": "auth-v2-Secret"})
     )
     assert rotated == ["postgres/auth: password rotated for auth_app"]
-    db_stack.postgres.connect("postgres", user="auth_app", password="auth-v2-Secret").close()
+    # The maintenance database is closed to service roles (00-harden-maintenance.sql): a refusal for
+    # CONNECT comes only after the password was accepted, so it proves the new password works.
+    with pytest.raises(psycopg.OperationalError, match='permission denied for database "postgres"'):
+        db_stack.postgres.connect("postgres", user="auth_app", password="auth-v2-Secret")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        db_stack.postgres.connect("postgres", user="auth_app", password="not-the-password")
     with db_stack.postgres.connect() as admin:
         stored = admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'auth_app'").fetchone()[0]
     assert stored.startswith("SCRAM-SHA-256$4096:") and "auth-v2-Secret" not in stored

@@ -138,7 +138,7 @@ def test_no_previous_that_works_stops_the_run_with_one_line_and_changes_nothing(
     )
     for value in (NEW, OLD, "not-the-old-password", DEV_DEFAULT_PASSWORD):
         assert value not in result.stdout + result.stderr
-    assert "hooks: 0 changes (up to date) before the failure" in result.stdout
+    assert "hooks: failed before any change" in result.stdout
     assert superuser_can_login(db_stack, OLD)
     assert not superuser_can_login(db_stack, NEW)
     assert_untouched(db_stack)

@@ -100,8 +100,165 @@ def broken_config(tmp_path: Path, environment: str, old: str, new: str) -> Path:
         pytest.param(
             "local-db", "max_connections = 100", "ssl = false", "postgres.settings: Value error, 'ssl' is managed", id="managed-ssl"
         ),
+        pytest.param("dev-db", 'user = "deploy"', 'user = ""', "docker.ssh.user: String should match pattern", id="empty-ssh-user"),
+        # Isolation: every service alone in its database, schema and Redis key space.
         pytest.param(
-            "dev-db", 'user = "deploy"', 'user = ""', "docker.ssh.user: String should have at least 1 character", id="empty-ssh-user"
+            "local-db",
+            'database = "portfolio"',
+            'database = "auth"',
+            "services.portfolio.database: 'auth' on postgres is also services.auth.database",
+            id="two-services-one-database",
+        ),
+        *[
+            pytest.param(
+                "local-db", 'database = "auth"', f'database = "{db}"', f"services.auth.database: '{db}' is reserved", id=f"database-{db}"
+            )
+            for db in ("template1", "template0", "postgres", "nndb_verify_auth_x")
+        ],
+        *[
+            pytest.param(
+                "local-db",
+                'schema = "auth"',
+                f'schema = "{schema}"',
+                f"services.auth.schema: '{schema}' is reserved",
+                id=f"schema-{schema}",
+            )
+            for schema in ("nndb", "public", "information_schema", "pg_catalog", "pg_toast")
+        ],
+        pytest.param(
+            "local-db",
+            'redis_prefix = "portfolio:"',
+            'redis_prefix = "auth:"',
+            "services.portfolio.redis_prefix: 'auth:' overlaps services.auth.redis_prefix 'auth:'",
+            id="same-redis-prefix",
+        ),
+        # Settings: validated per type, never written raw.
+        pytest.param(
+            "local-db",
+            'maxmemory = "128mb"',
+            'maxmemory = "128mb\\nprotected-mode no\\nenable-debug-command yes\\ndir /"',
+            "redis.settings.maxmemory: contains a control character",
+            id="redis-newline-injection",
+        ),
+        pytest.param(
+            "local-db",
+            'shared_buffers = "128MB"',
+            "shared_buffers = \"128MB\\nlisten_addresses = '*'\"",
+            "postgres.settings.shared_buffers: contains a control character",
+            id="postgres-newline-injection",
+        ),
+        pytest.param(
+            "local-db",
+            'shared_buffers = "128MB"',
+            'shared_buffers = "128MB\' # x"',
+            'postgres.settings: shared_buffers: "128MB\' # x" is not a plain value',
+            id="postgres-quote-injection",
+        ),
+        pytest.param(
+            "local-db",
+            'maxmemory = "128mb"',
+            'maxmemory = "128mb \\"x\\""',
+            "redis.settings: maxmemory: '128mb \"x\"' is not a plain value",
+            id="redis-quote",
+        ),
+        pytest.param(
+            "local-db", 'maxmemory = "128mb"', "maxmemory = nan", "redis.settings: maxmemory: nan is not a usable number", id="redis-nan"
+        ),
+        pytest.param(
+            "local-db", 'maxmemory = "128mb"', 'loadmodule = "x.so"', "redis.settings: loadmodule: reaches outside", id="redis-loadmodule"
+        ),
+        pytest.param(
+            "local-db", 'maxmemory = "128mb"', 'dbfilename = "x"', "redis.settings: dbfilename: reaches outside", id="redis-dbfilename"
+        ),
+        pytest.param(
+            "local-db", 'maxmemory = "128mb"', 'rename-command = "x"', "redis.settings: rename-command: reaches outside", id="redis-rename"
+        ),
+        pytest.param(
+            "local-db", "max_connections = 100", 'include = "x"', "postgres.settings: include: reaches outside", id="postgres-include"
+        ),
+        pytest.param(
+            "local-db",
+            "max_connections = 100",
+            'restore_command = "cp x y"',
+            "postgres.settings: restore_command: reaches outside",
+            id="postgres-command",
+        ),
+        pytest.param(
+            "local-db",
+            "max_connections = 100",
+            'log_directory = "/etc"',
+            "postgres.settings: log_directory: reaches outside",
+            id="postgres-log-directory",
+        ),
+        pytest.param(
+            "local-db",
+            'shared_preload_libraries = "timescaledb"',
+            'shared_preload_libraries = "/tmp/evil.so"',
+            "timescale.settings: shared_preload_libraries: '/tmp/evil.so' is not a plain value",
+            id="preload-path",
+        ),
+        # Values that reach the outside world.
+        pytest.param(
+            "local-db", 'image = "redis:7-alpine"', 'image = "   "', "redis.image: '   ' is not an image reference", id="blank-image"
+        ),
+        pytest.param(
+            "local-db",
+            'image = "redis:7-alpine"',
+            'image = "redis:7 --privileged"',
+            "redis.image: 'redis:7 --privileged' is not an",
+            id="image-flag",
+        ),
+        pytest.param(
+            "local-db",
+            'bind_address = "127.0.0.1"',
+            'bind_address = "not an ip; rm -rf"',
+            "bind_address: 'not an ip; rm -rf' is not an IP address",
+            id="bind-address-not-ip",
+        ),
+        pytest.param(
+            "local-db",
+            'endpoint_host = "127.0.0.1"',
+            'endpoint_host = "host name; x"',
+            "endpoint_host: 'host name; x' is not a host name or IP address",
+            id="endpoint-host",
+        ),
+        pytest.param(
+            "local-db",
+            'path = "../../../terraform.local-db.tfstate"',
+            'path = "../../../../../../etc/terraform.tfstate"',
+            "backend.path: '../../../../../../etc/terraform.tfstate' leaves the project",
+            id="state-path-escapes",
+        ),
+        pytest.param(
+            "local-db",
+            'path = "../../../terraform.local-db.tfstate"',
+            'path = "../../../"',
+            "backend.path: '../../../' leaves the project",
+            id="state-path-is-the-root",
+        ),
+        *[
+            pytest.param(
+                "local-db",
+                "[backup]\n",
+                f'[backup]\ndirectory = "{directory}"\n',
+                "backup.directory: ",
+                id=f"backup-directory-{directory.strip('/.') or 'dots'}",
+            )
+            for directory in ("/var/backups", "../../../escape", "backups/../..", ".")
+        ],
+        pytest.param(
+            "local-db",
+            'host = "unix:///var/run/docker.sock"',
+            'host = "unix:///x\\ny"',
+            "docker.host: contains a control character",
+            id="control-char-anywhere",
+        ),
+        pytest.param(
+            "dev-db",
+            'user = "deploy"',
+            'user = "deploy -oProxyCommand=x"',
+            "docker.ssh.user: String should match pattern",
+            id="ssh-user-flag",
         ),
     ],
 )
@@ -157,3 +314,28 @@ def test_synth_of_bad_config_prints_one_line_and_writes_nothing(tmp_path: Path) 
     ]
     assert "Traceback" not in result.stdout + result.stderr
     assert not (project / "cdktf.out").exists(), "a failed synth must not leave a partial cdktf.out"
+
+
+@pytest.mark.parametrize("value", ["128mb\nprotected-mode no", "1\r2", "x\x00", "a\u2028b", "\t"])
+def test_setting_values_with_control_characters_are_refused_by_type_too(value: str) -> None:
+    """Below the file-level check, the models refuse them on their own (configs built another way)."""
+    from pydantic import ValidationError
+
+    from nexanest_db.config import PostgresInstanceConfig, RedisInstanceConfig
+
+    common = {"image": "redis:7", "port": 6379, "resources": {"memory_mb": 128, "cpus": 1.0}}
+    with pytest.raises(ValidationError, match="maxmemory: the value contains a control character"):
+        RedisInstanceConfig.model_validate({**common, "settings": {"maxmemory": value}})
+    with pytest.raises(ValidationError, match="work_mem: the value contains a control character"):
+        PostgresInstanceConfig.model_validate({**common, "settings": {"work_mem": value}})
+
+
+def test_shipped_settings_render_one_line_each() -> None:
+    from nexanest_db.rendering import render_configs
+
+    for stack in ("local-db", "dev-db", "staging-db", "prod-db"):
+        config = load_environment(stack, config_dir=CONFIG_DIR)
+        rendered = render_configs(config, templates_dir=CONFIG_DIR / "templates")
+        for key, value in config.redis.settings.items():
+            assert [line for line in rendered.redis.splitlines() if line.startswith(f"{key} ")] == [f"{key} {value}"]
+        assert "enable-debug-command" not in rendered.redis

@@ -96,3 +96,62 @@ def test_plan_sorts_pending_changed_out_of_order_and_missing(tmp_path: Path) -> 
     problems = plan.problems()
     assert problems[0].startswith("sql/migrations/auth/V003__m3.sql: checksum mismatch")
     assert problems[1].startswith("sql/migrations/auth/V002__m2.sql: out of order — new V002 is below the latest applied V004")
+
+
+def test_line_numbers_of_a_large_file_stay_exact(tmp_path: Path) -> None:
+    """Counted incrementally (linear), they must still be the real lines; benchmarks/bench_parse.py times it."""
+    text = "".join(f"-- {i}\nCREATE TABLE t_{i} (\n  id int\n);\n" for i in range(5000))
+    sql_dir = tree(tmp_path, {"migrations/auth/V001__many.sql": text})
+    statements = discover(sql_dir, "auth")[0].statements
+    assert len(statements) == 5000
+    assert [s.line for s in statements[:3]] == [2, 6, 10] and statements[-1].line == 4 * 4999 + 2
+
+
+def test_a_version_larger_than_the_ledger_column_names_the_file(tmp_path: Path) -> None:
+    sql_dir = tree(tmp_path, {"migrations/auth/V99999999999__x.sql": "SELECT 1;\n"})
+    with pytest.raises(
+        MigrationError, match=r"^sql/migrations/auth/V99999999999__x.sql: version 99999999999 is larger than the ledger holds"
+    ):
+        discover(sql_dir, "auth")
+    ok = tree(tmp_path / "ok", {"migrations/auth/V2147483647__last.sql": "SELECT 1;\n"})
+    assert discover(ok, "auth")[0].version == 2**31 - 1
+
+
+@pytest.mark.parametrize("where", ["migrations/auth/V001__linked.sql", "schemas/auth/schema.sql"])
+def test_symlinks_under_sql_are_refused_dangling_or_not(tmp_path: Path, where: str) -> None:
+    outside = tmp_path / "outside.sql"
+    outside.write_text("CREATE ROLE evil SUPERUSER;\n")
+    sql_dir = tmp_path / "sql"
+    link = sql_dir / where
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    with pytest.raises(MigrationError, match=rf"^sql/{where}: is a symbolic link; .*replace the link with the file"):
+        discover(sql_dir, "auth")
+    outside.unlink()  # dangling now: still one line, no traceback
+    with pytest.raises(MigrationError, match=rf"^sql/{where}: is a symbolic link"):
+        discover(sql_dir, "auth")
+
+
+def test_a_symlinked_service_directory_and_a_fifo_are_refused(tmp_path: Path) -> None:
+    import os
+
+    elsewhere = tree(tmp_path / "elsewhere", {"V001__x.sql": "SELECT 1;\n"})
+    sql_dir = tmp_path / "sql"
+    (sql_dir / "migrations").mkdir(parents=True)
+    (sql_dir / "migrations" / "auth").symlink_to(elsewhere)
+    with pytest.raises(MigrationError, match=r"^sql/migrations/auth: is a symbolic link"):
+        discover(sql_dir, "auth")
+    fifo_dir = tmp_path / "fifo"
+    (fifo_dir / "migrations" / "auth").mkdir(parents=True)
+    os.mkfifo(fifo_dir / "migrations" / "auth" / "V001__pipe.sql")
+    with pytest.raises(MigrationError, match=r"^sql/migrations/auth/V001__pipe.sql: not a regular file"):
+        discover(fifo_dir, "auth")  # never opened: reading a FIFO would wait forever
+
+
+def test_unreadable_and_binary_files_are_one_line(tmp_path: Path) -> None:
+    sql_dir = tree(tmp_path, {"migrations/auth/V001__nul.sql": "SELECT 1;\0\n"})
+    with pytest.raises(MigrationError, match=r"^sql/migrations/auth/V001__nul.sql: contains a NUL byte"):
+        discover(sql_dir, "auth")
+    (sql_dir / "migrations/auth/V001__nul.sql").write_bytes(b"SELECT '\xff';\n")
+    with pytest.raises(MigrationError, match=r"^sql/migrations/auth/V001__nul.sql: not UTF-8 text"):
+        discover(sql_dir, "auth")

@@ -371,3 +371,114 @@ def test_monitor_passwords_the_exporter_cannot_parse_are_refused_everywhere(envi
         source.get("timescale_monitor")
     assert value not in str(caught.value)
     assert source.get("postgres_superuser").get_secret_value() == "a b 'c'"  # other secrets keep their own rules
+
+
+# --- bounded, checked reads (issue 9) ---------------------------------------------------------
+
+
+def test_a_secret_file_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+    import time
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path, kind in (
+        (fifo, "is a FIFO"),
+        (Path("/dev/zero"), "is a device"),
+        (Path("/dev/urandom"), "is a device"),
+        (tmp_path, "not a regular file"),
+    ):
+        source = env_source("staging", {"AUTH_DB_PASSWORD_FILE": str(path)})
+        started = time.monotonic()
+        with pytest.raises(SecretsError) as excinfo:
+            source.get("auth_app")
+        assert time.monotonic() - started < 2  # never waits for a writer, never reads an endless stream
+        message = str(excinfo.value)
+        assert message.startswith(f"staging: AUTH_DB_PASSWORD_FILE points at {path}, which ") and kind in message, message
+
+
+def test_a_huge_secret_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    with big.open("wb") as handle:
+        handle.truncate(64 << 20)  # sparse: 64 MiB
+    with pytest.raises(SecretsError, match=r"AUTH_DB_PASSWORD_FILE points at .*big, which is larger than 1024 KiB"):
+        env_source("staging", {"AUTH_DB_PASSWORD_FILE": str(big)}).get("auth_app")
+
+
+def test_a_non_utf8_secret_file_names_the_variable_and_the_file(tmp_path: Path) -> None:
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00secret")
+    with pytest.raises(SecretsError) as excinfo:
+        env_source("staging", {"AUTH_DB_PASSWORD_FILE": str(binary)}).get("auth_app")
+    assert str(excinfo.value) == (
+        f"staging: AUTH_DB_PASSWORD_FILE points at {binary}, which is not UTF-8 text; store the secret as text (PEM, a password)"
+    )
+
+
+@pytest.mark.parametrize("environment", ["local", "dev", "staging"])
+@pytest.mark.parametrize("variable", ["AUTH_DB_PASSWORD", "AUTH_DB_PASSWORD_FILE"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_variable_is_an_error_never_the_dev_default(environment: str, variable: str, value: str) -> None:
+    source = env_source(environment, {variable: value})
+    with pytest.raises(SecretsError, match=rf"^{environment}: secret auth_app: {variable} is set but empty; "):
+        source.get("auth_app")
+    assert source.describe("auth_app") == f"${variable} (set but empty)"
+    (status,) = check_all(source, ("auth_app",))
+    assert not status.present and "set but empty" in (status.problem or "") and "unset" not in status.location
+
+
+def test_an_empty_previous_variable_is_an_error_too() -> None:
+    with pytest.raises(SecretsError, match="POSTGRES_PASSWORD_PREVIOUS is set but empty"):
+        env_source("local", {"POSTGRES_PASSWORD_PREVIOUS": ""}).previous("postgres_superuser")
+
+
+# --- .env.db, parsed like Docker Compose / python-dotenv ----------------------------------------
+
+
+def test_env_file_follows_dotenv_rules(tmp_path: Path) -> None:
+    from nexanest_db.config import read_env_file
+
+    env_file = tmp_path / ".env.db"
+    env_file.write_text(
+        "# comment\nDB_HOST=db.example # the database host\nexport POSTGRES_PORT='25432'\n\n"
+        'REDIS_HOST="redis # not a comment"\nEMPTY=\nHASH=a#b\n'
+    )
+    assert read_env_file(env_file) == {
+        "DB_HOST": "db.example",
+        "POSTGRES_PORT": "25432",
+        "REDIS_HOST": "redis # not a comment",
+        "EMPTY": "",
+        "HASH": "a#b",
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'DB_HOST=ok\nPOSTGRES_PASSWORD="unterminated\nREDIS_HOST=x\n', ":2: cannot parse this line (an unterminated quote?)"),
+        (b"DB_HOST=ok\nnot an assignment\n", ":2: cannot parse this line"),
+        (b"DB_HOST=ok\nJUSTAKEY\n", ":2: expected KEY=value"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe", ": not UTF-8 text (a binary file?)"),
+        (b"DB_HOST=a\x00b\n", ": contains NUL bytes"),
+    ],
+)
+def test_a_bad_env_file_is_one_line_naming_file_and_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    from nexanest_db.config import read_env_file
+    from nexanest_db.errors import ConfigError
+
+    env_file = tmp_path / ".env.db"
+    env_file.write_bytes(content)
+    with pytest.raises(ConfigError) as excinfo:
+        read_env_file(env_file)
+    assert str(excinfo.value).startswith(f"{env_file}{expected}") and "\n" not in str(excinfo.value), str(excinfo.value)
+
+
+def test_an_env_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    from nexanest_db.config import read_env_file
+    from nexanest_db.errors import ConfigError
+
+    os.mkfifo(tmp_path / ".env.db")
+    with pytest.raises(ConfigError, match=r"\.env\.db: is a FIFO, not a regular file"):
+        read_env_file(tmp_path / ".env.db")

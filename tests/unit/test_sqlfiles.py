@@ -16,10 +16,21 @@ PLACEHOLDER = re.compile(r"(?<!\{)\{([a-z_]+)\}(?!\})")
 
 # What the plugins fill each file with (see nexanest_db/plugins/*.py).
 FILE_VALUES = {
-    "init/01-create-databases.sql": {"owner_role", "app_role", "readonly_role", "database", "app_password", "readonly_password"},
-    "init/02-apply-schemas.sql": {"schema", "owner_role"},
+    "init/00-harden-maintenance.sql": set(),
+    "init/01-create-databases.sql": {
+        "owner_role",
+        "migrator_role",
+        "app_role",
+        "readonly_role",
+        "database",
+        "app_password",
+        "readonly_password",
+        "owner_name",
+        "migrator_name",
+    },
+    "init/02-apply-schemas.sql": {"schema", "owner_role", "migrator_role", "database"},
     "init/03-set-permissions.sql": {"database", "schema", "owner_role", "app_role", "readonly_role"},
-    "ledger/01-create-ledger.sql": set(),
+    "ledger/01-create-ledger.sql": {"migrator_role"},
 }
 
 
