@@ -26,6 +26,8 @@ ALTER ROLE {monitor_role} PASSWORD {monitor_password};
 -- run-if: SELECT NOT EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %(monitor_role)s AND g.rolname = %(monitor_group)s)
 GRANT {monitor_group} TO {monitor_role};
 
+-- An explicit grant, not CONNECT through PUBLIC: init_sql's 00-harden-maintenance.sql takes that
+-- from PUBLIC in the same phase, in no fixed order relative to this step.
 -- step: {monitor_role} may connect to the maintenance database postgres
--- run-if: SELECT NOT has_database_privilege(%(monitor_role)s, 'postgres', 'CONNECT')
+-- run-if: SELECT NOT EXISTS (SELECT FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'postgres' AND a.grantee = %(monitor_role)s::regrole AND a.privilege_type = 'CONNECT')
 GRANT CONNECT ON DATABASE postgres TO {monitor_role};
