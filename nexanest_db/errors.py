@@ -56,3 +56,9 @@ class DestroyRefused(NndbError):
     """A destroy was stopped before anything was removed: not confirmed, or no proven backup."""
 
     exit_code = 8
+
+
+class RestoreError(NndbError):
+    """A restore or export was refused or failed; the live database is as it was unless the message says otherwise."""
+
+    exit_code = 9

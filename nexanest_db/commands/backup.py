@@ -1,9 +1,11 @@
-"""`nndb backup run|list|verify`: dumps, the catalog, and restore-to-prove."""
+"""`nndb backup run|list|verify|restore|export`: dumps, the catalog, restore-to-prove, restore, plain export."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,8 +13,9 @@ from nexanest_db.backups import Catalog, catalog_lock, prune
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, backup_dir_for, build_context, configure_logging, console
 from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ProjectDir, Stack
-from nexanest_db.errors import BackupError
-from nexanest_db.plugins.backup import take_and_verify, verify_record
+from nexanest_db.errors import BackupError, RestoreError
+from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
+from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
 
 app = typer.Typer(help="Backups: take (run), list, and prove restorable (verify).", no_args_is_help=True)
 
@@ -122,3 +125,83 @@ def verify(
             f"backup verify: {len(failures)} of {len(context.services)} latest backups cannot be restored — first: {failures[0]}"
         )
     console.print(f"backup: {len(context.services)} latest backups restored and verified", markup=False)
+
+
+Service = Annotated[str, typer.Argument(help="the service (auth, portfolio, analytics) or its <instance>/<database>")]
+BackupId = Annotated[str | None, typer.Option("--backup", help="the backup ID to use (see `nndb backup list`); default: the latest")]
+Before = Annotated[
+    str | None, typer.Option("--before", help="use the latest backup taken before this ISO 8601 time (UTC without an offset)")
+]
+
+
+@app.command("restore")
+def restore(
+    stack: Stack,
+    service: Service,
+    backup_id: BackupId = None,
+    before: Before = None,
+    force: bool = typer.Option(False, "--force", help="end the service's sessions at the swap instead of refusing"),
+    into: str | None = typer.Option(None, "--into", help="restore into this new database beside the live one (no swap)"),
+    project_dir: ProjectDir = None,
+    backup_dir: BackupDir = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
+) -> None:
+    """Restore a service database from a backup: fresh backup first, restore into a new database, swap by rename."""
+    if backup_id is not None and before is not None:
+        raise RestoreError("--backup and --before pick the backup two ways; give one of them")
+    resolved = resolve(stack, project_dir)
+    before_time = parse_time(before) if before is not None else None
+    context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout)
+    target = find_service(context.services, service)
+    prefix = f"restore {target.subject}:"
+    try:
+        with catalog_lock(context.backup_dir):
+            catalog = Catalog.load(context.backup_dir, stack)
+            result = restore_service(
+                context,
+                catalog,
+                target,
+                report=lambda line: console.print(f"{prefix} {line}", markup=False),
+                backup_id=backup_id,
+                before=before_time,
+                force=force,
+                into=into,
+            )
+    finally:
+        context.close()
+    where = f"into {result.database} beside {target.database}" if into else f"into {result.database}"
+    console.print(
+        f"restore: {target.subject} backup {result.restored.id} restored {where} "
+        f"({result.tables} tables, {result.rows} rows) in {result.elapsed_s:.1f}s",
+        markup=False,
+    )
+
+
+@app.command("export")
+def export(
+    stack: Stack,
+    service: Service,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the file to write (must not exist); mode 0600")],
+    backup_id: BackupId = None,
+    before: Before = None,
+    project_dir: ProjectDir = None,
+    backup_dir: BackupDir = None,
+) -> None:
+    """Decrypt a backup into a plain pg_restore-able archive (custom format) at a path you name."""
+    if backup_id is not None and before is not None:
+        raise RestoreError("--backup and --before pick the backup two ways; give one of them")
+    resolved = resolve(stack, project_dir)
+    before_time = parse_time(before) if before is not None else None
+    context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, run_lock=False)
+    target = find_service(context.services, service)
+    try:
+        catalog = Catalog.load(context.backup_dir, stack)
+        record = choose_backup(catalog, target.subject, backup_id=backup_id, before=before_time)
+        size = export_backup(catalog, record, backup_key(context) if record.encrypted else None, output)
+    finally:
+        context.close()
+    console.print(
+        f"export: {target.subject} backup {record.id} written to {output} ({_size(size)}, mode 0600); "
+        f"restore it with: pg_restore --dbname <database> {output}",
+        markup=False,
+    )
