@@ -62,3 +62,9 @@ class RestoreError(NndbError):
     """A restore or export was refused or failed; the live database is as it was unless the message says otherwise."""
 
     exit_code = 9
+
+
+class PitrError(NndbError):
+    """Point-in-time recovery: the repository (barman), a base backup or a recovery failed or was refused."""
+
+    exit_code = 10

@@ -205,3 +205,12 @@ def export(
         f"restore it with: pg_restore --dbname <database> {output}",
         markup=False,
     )
+
+
+def _add_pitr() -> None:
+    from nexanest_db.commands import pitr
+
+    app.add_typer(pitr.app, name="pitr")
+
+
+_add_pitr()
