@@ -6,7 +6,9 @@ all of them, and a target before the first base backup is one clear line (exit 1
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ import pytest
 
 from nexanest_db.errors import PitrError
 from nexanest_db.operations.pitr import stop_scratch
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, _owned_tempdir
+from tests.fixtures.servers import CHILD_PYTHONPATH, REPO_ROOT, STACK_PASSWORDS, DbStack, _owned_tempdir
 from tests.integration.hooks_support import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
@@ -43,11 +45,31 @@ def scratch_rows(port: int) -> int:
 
 def recover(stack: DbStack, destination: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], int | None]:
     result = nndb(stack, "backup", "pitr", "recover", "local-db", "postgres", "--to", str(destination), "--scratch", *extra, timeout=300)
-    port = None
-    for line in result.stdout.splitlines():
+    return result, scratch_port(result.stdout)
+
+
+RUNBOOK = REPO_ROOT / "docs" / "runbooks" / "restore.md"
+
+
+def runbook_pitr(stack: DbStack, when: datetime) -> subprocess.CompletedProcess[str]:
+    """The runbook's point-in-time section (its ``bash`` blocks), as written, for the stack's postgres instance."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", RUNBOOK.read_text(encoding="utf-8"), re.S | re.M)
+    script = "set -euo pipefail\nSTACK=local-db\n" + "\n".join(blocks)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(stack.project),
+        **CHILD_PYTHONPATH,
+        **stack.environ,
+        "TIME": when.isoformat(),
+    }
+    return subprocess.run(["bash", "-c", script], cwd=stack.project, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def scratch_port(output: str) -> int | None:
+    for line in output.splitlines():
         if "scratch instance on 127.0.0.1:" in line:
-            port = int(line.split("127.0.0.1:")[1].split()[0])
-    return result, port
+            return int(line.split("127.0.0.1:")[1].split()[0])
+    return None
 
 
 def test_recover_an_instance_to_a_time_between_two_writes(pitr_stack: DbStack) -> None:
@@ -72,9 +94,12 @@ def test_recover_an_instance_to_a_time_between_two_writes(pitr_stack: DbStack) -
     scratch_base = _owned_tempdir("nndb-pitr-scratch-")
     started: list[Path] = []
     try:
-        result, port = recover(pitr_stack, scratch_base / "between", "--time", between.isoformat())
+        result = runbook_pitr(pitr_stack, between)  # docs/runbooks/restore.md section 5, as written
+        port = scratch_port(result.stdout)
         assert result.returncode == 0 and port is not None, result.stdout + result.stderr
-        started.append(scratch_base / "between")
+        assert "pitr: postgres: 1 base backups" in result.stdout
+        started.append(Path(result.stdout.split(" into ")[-1].split()[0]))
+        assert started[0].parent == Path("/var/tmp")
         assert scratch_rows(port) == 10, "only the rows written before the target time"
 
         result, port = recover(pitr_stack, scratch_base / "latest")
@@ -90,7 +115,8 @@ def test_recover_an_instance_to_a_time_between_two_writes(pitr_stack: DbStack) -
     finally:
         for data_dir in started:
             stop_scratch(data_dir)
-        subprocess.run(["rm", "-rf", str(scratch_base)], check=False)
+        for path in (scratch_base, *started):
+            subprocess.run(["rm", "-rf", str(path)], check=False)
 
     listing = nndb(pitr_stack, "backup", "pitr", "list", "local-db", "--instance", "postgres")
     assert listing.returncode == 0 and "pitr: postgres: 1 base backups" in listing.stdout, listing.stdout + listing.stderr
