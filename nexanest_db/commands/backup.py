@@ -9,13 +9,14 @@ from typing import Annotated
 
 import typer
 
-from nexanest_db.backups import Catalog, catalog_lock, prune
+from nexanest_db.backups import Catalog, catalog_lock
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, backup_dir_for, build_context, configure_logging, console
 from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ProjectDir, Stack
 from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
 from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
+from nexanest_db.operations.retention import prune_dumps
 
 app = typer.Typer(help="Backups: take (run), list, and prove restorable (verify).", no_args_is_help=True)
 
@@ -48,7 +49,7 @@ def run(
                     taken.append(record)
                     if not as_json:
                         console.print(f"  + {service.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
-                removed = prune(catalog, retention_days=resolved.config.backup.retention_days)
+                removed = prune_dumps(catalog, retention_days=resolved.config.backup.retention_days)
             finally:
                 catalog.save()
     finally:
