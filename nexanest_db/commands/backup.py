@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
 from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
 from nexanest_db.operations.retention import prune_dumps
+from nexanest_db.operations.schedule import overdue, record_run, scheduled_runs
 
 app = typer.Typer(help="Backups: take (run), list, and prove restorable (verify).", no_args_is_help=True)
 
@@ -33,8 +35,24 @@ def run(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="prove each new backup by restoring it into a scratch database"),
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     as_json: AsJson = False,
+    scheduled: bool = typer.Option(False, "--scheduled", help="record this run in schedule.json (what the scheduler passes)"),
 ) -> None:
     """Back up every service database now (pg_dump -Fc, encrypted at rest), prove it, and prune past the retention."""
+    if scheduled:
+        started = datetime.now(UTC)
+        directory = backup_dir_for(resolve(stack, project_dir), backup_dir)
+        try:
+            ids = _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+        except Exception as exc:
+            directory.mkdir(parents=True, exist_ok=True)
+            record_run(directory, started=started, ok=False, backup_ids=[], detail=str(exc))
+            raise
+        record_run(directory, started=started, ok=True, backup_ids=ids)
+        return
+    _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+
+
+def _run(stack: str, project_dir: Path | None, backup_dir: Path | None, verify: bool, connect_timeout: float, as_json: bool) -> list[str]:
     resolved = resolve(stack, project_dir)
     context = build_context(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
@@ -56,9 +74,10 @@ def run(
         context.close()
     if as_json:
         console.print_json(json.dumps({"stack": stack, "taken": [asdict(r) for r in taken], "pruned": [r.id for r in removed]}))
-        return
+        return [r.id for r in taken]
     pruned = f", {len(removed)} pruned (older than {resolved.config.backup.retention_days} d)" if removed else ""
     console.print(f"backup: {len(taken)} backups taken{pruned}", markup=False)
+    return [r.id for r in taken]
 
 
 @app.command("list")
@@ -84,6 +103,17 @@ def list_backups(stack: Stack, project_dir: ProjectDir = None, backup_dir: Backu
         state = "verified" if record.verified else ("FAILED verification" if record.verified is False else "not verified")
         at_rest = f"encrypted (key id {record.key_id})" if record.encrypted else "unencrypted"
         console.print(f"  {record.subject:<20} {record.id}  {_size(record.size):>9}  {state}, {at_rest}", markup=False)
+    runs = scheduled_runs(catalog.directory)
+    if runs:
+        last = runs[-1]
+        failed = sum(1 for r in runs if not r.get("ok"))
+        console.print(
+            f"scheduled runs: {len(runs)} recorded ({failed} failed), last at {last['started_at']} "
+            f"({'ok' if last.get('ok') else 'FAILED: ' + str(last.get('detail', ''))})",
+            markup=False,
+        )
+    else:
+        console.print("scheduled runs: none recorded (is the scheduler installed? docs/backups.md#schedule)", markup=False)
     console.print(f"backup: {len(catalog.databases)} databases registered, {len(catalog.backups)} backups", markup=False)
 
 
@@ -100,6 +130,7 @@ def verify(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
     )
     failures: list[str] = []
+    overdue_lines: list[str] = []
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
@@ -117,6 +148,11 @@ def verify(
                         console.print(f"  x {service.subject:<20} {record.id}: {exc}", markup=False)
                         continue
                     console.print(f"  = {service.subject:<20} {record.id} restored: {detail}", markup=False)
+                for service in context.services:
+                    late = overdue(catalog, service.subject, resolved.config.backup.schedule)
+                    if late is not None:
+                        overdue_lines.append(late)
+                        console.print(f"  x {service.subject:<20} overdue: {late}", markup=False)
             finally:
                 catalog.save()
     finally:
@@ -125,6 +161,8 @@ def verify(
         raise BackupError(
             f"backup verify: {len(failures)} of {len(context.services)} latest backups cannot be restored — first: {failures[0]}"
         )
+    if overdue_lines:
+        raise BackupError(f"backup verify: {len(overdue_lines)} of {len(context.services)} databases overdue — first: {overdue_lines[0]}")
     console.print(f"backup: {len(context.services)} latest backups restored and verified", markup=False)
 
 
