@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import psycopg
@@ -557,22 +557,6 @@ def mark_verified(record: BackupRecord, *, ok: bool, detail: str) -> None:
     record.verified = ok
     record.verified_at = datetime.now(UTC).isoformat(timespec="seconds")
     record.verify_detail = detail
-
-
-def prune(catalog: Catalog, *, retention_days: int, now: datetime | None = None) -> list[BackupRecord]:
-    """Drop backups older than the retention, always keeping each database's latest verified one."""
-    now = now or datetime.now(UTC)
-    cutoff = now - timedelta(days=retention_days)
-    keep_ids = {b.id for subject in {b.subject for b in catalog.backups} if (b := catalog.latest(subject, verified_only=True))}
-    removed = [b for b in catalog.backups if datetime.fromisoformat(b.taken_at) < cutoff and b.id not in keep_ids]
-    for record in removed:
-        path = catalog.path_of(record)
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise BackupError(disk_error(path, exc, "cannot remove a backup past the retention")) from None
-    catalog.backups = [b for b in catalog.backups if b not in removed]
-    return removed
 
 
 # --- what a killed run leaves behind ----------------------------------------------------------

@@ -75,3 +75,15 @@ class StatusRed(NndbError):
     """``nndb status`` found something red (each red item was printed on stderr, one line each)."""
 
     exit_code = 9
+
+
+class RestoreError(NndbError):
+    """A restore or export was refused or failed; the live database is as it was unless the message says otherwise."""
+
+    exit_code = 10
+
+
+class PitrError(NndbError):
+    """Point-in-time recovery: the repository (barman), a base backup or a recovery failed or was refused."""
+
+    exit_code = 11

@@ -187,6 +187,12 @@ class PostgresSessions:
                 self._take_run_lock(instance, conn)
         return conn
 
+    def close_database(self, instance: str, database: str) -> None:
+        """Close the cached session on ``database`` (never the maintenance one): a rename or drop of it needs none open."""
+        conn = self._connections.pop((instance, database), None) if database != MAINTENANCE_DB else None
+        if conn is not None and not conn.closed:
+            conn.close()
+
     def take_rotations(self) -> list[tuple[str, str]]:
         """(instance, superuser) rotated since the last call; each rotation is handed out once."""
         rotations, self._rotations = self._rotations, []

@@ -75,6 +75,7 @@ class SecretSpec:
     # Characters the consumer cannot take, refused in every environment: postgres_exporter 0.11.1
     # rejects a DSN whose password has whitespace or quotes, and then logs that DSN, password included.
     forbidden: str = ""
+    pitr: bool = False  # needed only where the backup policy has pitr = true (the replication roles)
 
 
 SECRET_SPECS: tuple[SecretSpec, ...] = (
@@ -119,6 +120,21 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
     SecretSpec(name="timescale_tls_key", env_var="TIMESCALE_TLS_KEY", description="TimescaleDB server private key (PEM)", tls=True),
     SecretSpec(name="redis_tls_cert", env_var="REDIS_TLS_CERT", description="Redis server certificate (PEM)", tls=True),
     SecretSpec(name="redis_tls_key", env_var="REDIS_TLS_KEY", description="Redis server private key (PEM)", tls=True),
+    # Point-in-time recovery (only with backup.pitr): the role the backup repository (barman) streams WAL and base backups with.
+    SecretSpec(
+        name="postgres_replication",
+        env_var="POSTGRES_REPLICATION_PASSWORD",
+        description="PostgreSQL replication role (PITR repository)",
+        terraform=False,
+        pitr=True,
+    ),
+    SecretSpec(
+        name="timescale_replication",
+        env_var="TIMESCALE_REPLICATION_PASSWORD",
+        description="TimescaleDB replication role (PITR repository)",
+        terraform=False,
+        pitr=True,
+    ),
 )
 SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS)  # every credential
 # What the stack's data "external" source (``nndb secrets terraform-external``) returns: the stack's DeploySecrets names.
@@ -135,7 +151,12 @@ def required_secret_names(
     ``tls`` overrides the config (``terraform-external`` knows the flag only from its query).
     """
     enabled = tls if tls is not None else (config is not None and config.tls.enabled)
-    return tuple(spec.name for spec in SECRET_SPECS if (enabled or not spec.tls) and (spec.terraform or not terraform_only))
+    pitr = config is not None and config.backup.pitr
+    return tuple(
+        spec.name
+        for spec in SECRET_SPECS
+        if (enabled or not spec.tls) and (pitr or not spec.pitr) and (spec.terraform or not terraform_only)
+    )
 
 
 def spec_for(name: str) -> SecretSpec:

@@ -21,9 +21,15 @@ done
 # (PostgreSQL 15, Redis 7) only for the test suite, which starts its own on free ports.
 packages=(postgresql-client-15)
 [[ $want_test_servers == 1 ]] && packages+=(postgresql-15 redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter)
+# Point-in-time recovery (docs/backups.md): barman on the machine that keeps the repository; pinned to Debian 12's.
+packages+=(barman)
+declare -A pins=([barman]=3.4.0-1)
 missing=()
 for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+    || { [[ -n ${pins[$pkg]:-} ]] && [[ $(dpkg-query -W -f='${Version}' "$pkg") != "${pins[$pkg]}" ]]; }; then
+    missing+=("$pkg${pins[$pkg]:+=${pins[$pkg]}}")
+  fi
 done
 if ((${#missing[@]})); then
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them with your package manager"

@@ -1,19 +1,25 @@
-"""`nndb backup run|list|verify`: dumps, the catalog, and restore-to-prove."""
+"""`nndb backup run|list|verify|restore|export`: dumps, the catalog, restore-to-prove, restore, plain export."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from nexanest_db.backups import Catalog, catalog_lock, clean_leftovers, prune
+from nexanest_db.backups import Catalog, catalog_lock, clean_leftovers
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, backup_dir_for, build_context, configure_logging, console
 from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ProjectDir, Stack
 from nexanest_db.context import HookContext
-from nexanest_db.errors import BackupError
-from nexanest_db.plugins.backup import take_and_verify, verify_record
+from nexanest_db.errors import BackupError, RestoreError
+from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
+from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
+from nexanest_db.operations.retention import prune_dumps
+from nexanest_db.operations.schedule import overdue, record_run, scheduled_runs
 from nexanest_db.roles import postgres_instances
 
 app = typer.Typer(help="Backups: take (run), list, and prove restorable (verify).", no_args_is_help=True)
@@ -41,8 +47,24 @@ def run(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="prove each new backup by restoring it into a scratch database"),
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     as_json: AsJson = False,
+    scheduled: bool = typer.Option(False, "--scheduled", help="record this run in schedule.json (what the scheduler passes)"),
 ) -> None:
     """Back up every service database now (pg_dump -Fc, encrypted at rest), prove it, and prune past the retention."""
+    if scheduled:
+        started = datetime.now(UTC)
+        directory = backup_dir_for(resolve(stack, project_dir), backup_dir)
+        try:
+            ids = _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+        except Exception as exc:
+            directory.mkdir(parents=True, exist_ok=True)
+            record_run(directory, started=started, ok=False, backup_ids=[], detail=str(exc))
+            raise
+        record_run(directory, started=started, ok=True, backup_ids=ids)
+        return
+    _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+
+
+def _run(stack: str, project_dir: Path | None, backup_dir: Path | None, verify: bool, connect_timeout: float, as_json: bool) -> list[str]:
     resolved = resolve(stack, project_dir)
     context = build_context(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
@@ -58,16 +80,17 @@ def run(
                     taken.append(record)
                     if not as_json:
                         console.print(f"  + {service.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
-                removed = prune(catalog, retention_days=resolved.config.backup.retention_days)
+                removed = prune_dumps(catalog, retention_days=resolved.config.backup.retention_days)
     finally:
         context.close()
     if as_json:
         console.print_json(
             json.dumps({"stack": stack, "taken": [asdict(r) for r in taken], "pruned": [r.id for r in removed], "cleaned": cleaned})
         )
-        return
+        return [r.id for r in taken]
     pruned = f", {len(removed)} pruned (older than {resolved.config.backup.retention_days} d)" if removed else ""
     console.print(f"backup: {len(taken)} backups taken{pruned}", markup=False)
+    return [r.id for r in taken]
 
 
 @app.command("list")
@@ -93,6 +116,17 @@ def list_backups(stack: Stack, project_dir: ProjectDir = None, backup_dir: Backu
         state = "verified" if record.verified else ("FAILED verification" if record.verified is False else "not verified")
         at_rest = f"encrypted (key id {record.key_id})" if record.encrypted else "unencrypted"
         console.print(f"  {record.subject:<20} {record.id}  {_size(record.size):>9}  {state}, {at_rest}", markup=False)
+    runs = scheduled_runs(catalog.directory)
+    if runs:
+        last = runs[-1]
+        failed = sum(1 for r in runs if not r.get("ok"))
+        console.print(
+            f"scheduled runs: {len(runs)} recorded ({failed} failed), last at {last['started_at']} "
+            f"({'ok' if last.get('ok') else 'FAILED: ' + str(last.get('detail', ''))})",
+            markup=False,
+        )
+    else:
+        console.print("scheduled runs: none recorded (is the scheduler installed? docs/backups.md#schedule)", markup=False)
     console.print(f"backup: {len(catalog.databases)} databases registered, {len(catalog.backups)} backups", markup=False)
 
 
@@ -109,6 +143,7 @@ def verify(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
     )
     failures: list[str] = []
+    overdue_lines: list[str] = []
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
@@ -127,11 +162,106 @@ def verify(
                         console.print(f"  x {service.subject:<20} {record.id}: {exc}", markup=False)
                         continue
                     console.print(f"  = {service.subject:<20} {record.id} restored: {detail}", markup=False)
-
+                for service in context.services:
+                    late = overdue(catalog, service.subject, resolved.config.backup.schedule)
+                    if late is not None:
+                        overdue_lines.append(late)
+                        console.print(f"  x {service.subject:<20} overdue: {late}", markup=False)
     finally:
         context.close()
     if failures:
         raise BackupError(
             f"backup verify: {len(failures)} of {len(context.services)} latest backups cannot be restored — first: {failures[0]}"
         )
+    if overdue_lines:
+        raise BackupError(f"backup verify: {len(overdue_lines)} of {len(context.services)} databases overdue — first: {overdue_lines[0]}")
     console.print(f"backup: {len(context.services)} latest backups restored and verified", markup=False)
+
+
+Service = Annotated[str, typer.Argument(help="the service (auth, portfolio, analytics) or its <instance>/<database>")]
+BackupId = Annotated[str | None, typer.Option("--backup", help="the backup ID to use (see `nndb backup list`); default: the latest")]
+Before = Annotated[
+    str | None, typer.Option("--before", help="use the latest backup taken before this ISO 8601 time (UTC without an offset)")
+]
+
+
+@app.command("restore")
+def restore(
+    stack: Stack,
+    service: Service,
+    backup_id: BackupId = None,
+    before: Before = None,
+    force: bool = typer.Option(False, "--force", help="end the service's sessions at the swap instead of refusing"),
+    into: str | None = typer.Option(None, "--into", help="restore into this new database beside the live one (no swap)"),
+    project_dir: ProjectDir = None,
+    backup_dir: BackupDir = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
+) -> None:
+    """Restore a service database from a backup: fresh backup first, restore into a new database, swap by rename."""
+    if backup_id is not None and before is not None:
+        raise RestoreError("--backup and --before pick the backup two ways; give one of them")
+    resolved = resolve(stack, project_dir)
+    before_time = parse_time(before) if before is not None else None
+    context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout)
+    target = find_service(context.services, service)
+    prefix = f"restore {target.subject}:"
+    try:
+        with catalog_lock(context.backup_dir):
+            catalog = Catalog.load(context.backup_dir, stack)
+            result = restore_service(
+                context,
+                catalog,
+                target,
+                report=lambda line: console.print(f"{prefix} {line}", markup=False),
+                backup_id=backup_id,
+                before=before_time,
+                force=force,
+                into=into,
+            )
+    finally:
+        context.close()
+    where = f"into {result.database} beside {target.database}" if into else f"into {result.database}"
+    console.print(
+        f"restore: {target.subject} backup {result.restored.id} restored {where} "
+        f"({result.tables} tables, {result.rows} rows) in {result.elapsed_s:.1f}s",
+        markup=False,
+    )
+
+
+@app.command("export")
+def export(
+    stack: Stack,
+    service: Service,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the file to write (must not exist); mode 0600")],
+    backup_id: BackupId = None,
+    before: Before = None,
+    project_dir: ProjectDir = None,
+    backup_dir: BackupDir = None,
+) -> None:
+    """Decrypt a backup into a plain pg_restore-able archive (custom format) at a path you name."""
+    if backup_id is not None and before is not None:
+        raise RestoreError("--backup and --before pick the backup two ways; give one of them")
+    resolved = resolve(stack, project_dir)
+    before_time = parse_time(before) if before is not None else None
+    context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, run_lock=False)
+    target = find_service(context.services, service)
+    try:
+        catalog = Catalog.load(context.backup_dir, stack)
+        record = choose_backup(catalog, target.subject, backup_id=backup_id, before=before_time)
+        size = export_backup(catalog, record, backup_key(context) if record.encrypted else None, output)
+    finally:
+        context.close()
+    console.print(
+        f"export: {target.subject} backup {record.id} written to {output} ({_size(size)}, mode 0600); "
+        f"restore it with: pg_restore --dbname <database> {output}",
+        markup=False,
+    )
+
+
+def _add_pitr() -> None:
+    from nexanest_db.commands import pitr
+
+    app.add_typer(pitr.app, name="pitr")
+
+
+_add_pitr()

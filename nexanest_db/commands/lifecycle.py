@@ -25,7 +25,7 @@ from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, build_contex
 from nexanest_db.commands.hooks import BackupDir, ConnectTimeout, ProjectDir, Stack
 from nexanest_db.engine import Engine
 from nexanest_db.errors import BackupError, ConnectionFailed, DestroyRefused
-from nexanest_db.plugins.backup import take_and_verify
+from nexanest_db.operations.backup import take_and_verify
 from nexanest_db.readiness import targets_for, wait_ready
 
 CONFIRM_VARIABLE = "NNDB_CONFIRM_DESTROY"

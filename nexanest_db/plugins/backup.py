@@ -21,103 +21,23 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 from nexanest_db.backup_crypto import BackupKey
-from nexanest_db.backups import (
-    BackupRecord,
-    Catalog,
-    DatabaseEntry,
-    PgTarget,
-    catalog_lock,
-    clean_leftovers,
-    find_tool,
-    mark_verified,
-    policy_dict,
-    readable_with,
-    take_backup,
-    verify_backup,
-)
+from nexanest_db.backups import Catalog, DatabaseEntry, catalog_lock, clean_leftovers, find_tool, policy_dict, readable_with
 from nexanest_db.errors import BackupError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
-from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles, postgres_instances
+from nexanest_db.operations.backup import (  # noqa: F401 -- re-exported: the step's helpers moved to operations
+    BACKUP_KEY_SECRET,
+    backup_key,
+    major_version,
+    scratch_connector,
+    take_and_verify,
+    target_for,
+    verify_record,
+)
+from nexanest_db.roles import postgres_instances
 
-BACKUP_KEY_SECRET = "backup_encryption_key"  # noqa: S105 -- a secret NAME, not a value
-
-
-def _major(context: HookContext, instance: str) -> int:
-    return context.postgres.server_version(instance) // 10000
-
-
-def target_for(context: HookContext, instance: str) -> PgTarget:
-    return PgTarget(
-        endpoint=context.endpoints.for_instance(instance),
-        user=context.postgres.superuser(instance),
-        password=context.password(SUPERUSER_SECRETS[instance]),
-        connect_timeout_s=context.connect_timeout_s,
-        tls_env=tls.env() if (tls := context.client_tls()) is not None else {},
-    )
-
-
-def backup_key(context: HookContext) -> BackupKey:
-    """The key every backup is encrypted with (``location`` says where it comes from, never the value)."""
-    return BackupKey(context.password(BACKUP_KEY_SECRET), location=context.credentials.describe(BACKUP_KEY_SECRET))
-
-
-def _scratch_connector(context: HookContext, instance: str):
-    target = target_for(context, instance)
-
-    def connect(database: str) -> psycopg.Connection:
-        return psycopg.connect(
-            host=target.endpoint.host,
-            port=target.endpoint.port,
-            dbname=database,
-            user=target.user,
-            password=target.password,
-            connect_timeout=max(1, round(context.connect_timeout_s)),
-            autocommit=True,
-            **context.postgres.tls_kwargs(),
-        )
-
-    return connect
-
-
-def take_and_verify(context: HookContext, service: ServiceRoles, catalog: Catalog, *, verify: bool = True) -> tuple[BackupRecord, str]:
-    """Take a backup of ``service``'s database, add it to ``catalog`` and (by default) prove it by restoring."""
-    major = _major(context, service.instance)
-    record = take_backup(
-        context.pg(service.instance, service.database),
-        service=service,
-        target=target_for(context, service.instance),
-        pg_dump=find_tool("pg_dump", major),
-        catalog=catalog,
-        sql_dir=context.paths.sql_dir,
-        key=backup_key(context),
-    )
-    catalog.backups.append(record)
-    if not verify:
-        return record, "not verified"
-    return record, verify_record(context, service.instance, record, catalog)
-
-
-def verify_record(context: HookContext, instance: str, record: BackupRecord, catalog: Catalog) -> str:
-    """Restore-and-compare ``record``; the outcome is written into the record either way."""
-    try:
-        detail = verify_backup(
-            context.pg(instance),
-            record=record,
-            catalog=catalog,
-            target=target_for(context, instance),
-            pg_restore=find_tool("pg_restore", _major(context, instance)),
-            sql_dir=context.paths.sql_dir,
-            connect_scratch=_scratch_connector(context, instance),
-            key=backup_key(context) if record.encrypted else None,  # a backup from before encryption needs no key
-        )
-    except BackupError as exc:
-        mark_verified(record, ok=False, detail=str(exc))
-        raise
-    mark_verified(record, ok=True, detail=detail)
-    return detail
+_major = major_version
+_scratch_connector = scratch_connector  # the name tests used before the move to nexanest_db.operations.backup
 
 
 def _has_proven_backup(catalog: Catalog, subject: str, key: BackupKey) -> bool:

@@ -19,7 +19,8 @@ import pytest
 from nexanest_db.backup_crypto import DEFAULT_CHUNK_SIZE, HEADER_SIZE, MAGIC, TAG_SIZE, BackupKey, decrypt_chunks
 from nexanest_db.backups import Catalog, find_tool, verify_backup
 from nexanest_db.errors import BackupError
-from nexanest_db.plugins.backup import _scratch_connector, backup_key, target_for
+from nexanest_db.operations.backup import backup_key, target_for
+from nexanest_db.operations.backup import scratch_connector as _scratch_connector
 from tests.fixtures.servers import PG_MAJOR, STACK_PASSWORDS, DbStack
 from tests.integration.hooks_support import context_for, nndb, run_in_process, summaries
 

@@ -26,7 +26,9 @@ from tests.fixtures.vault_server import VaultTestServer
 pytestmark = pytest.mark.integration
 
 NNDB = str(Path(sys.executable).parent / "nndb")
-VALUES_BY_NAME = {spec.name: STACK_PASSWORDS[spec.env_var] for spec in SECRET_SPECS if not spec.tls}  # local-db: no TLS
+VALUES_BY_NAME = {
+    spec.name: STACK_PASSWORDS[spec.env_var] for spec in SECRET_SPECS if not (spec.tls or spec.pitr)
+}  # local-db: no TLS, no PITR
 VAULT_SECRETS_TABLE = """[secrets]
 source = "vault"
 [secrets.vault]

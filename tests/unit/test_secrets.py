@@ -203,8 +203,13 @@ def test_prod_never_reads_the_environment_even_if_config_validation_is_bypassed(
 def test_backup_key_is_a_credential_but_not_terraforms() -> None:
     assert "backup_encryption_key" in SECRET_NAMES
     assert spec_for("backup_encryption_key").env_var == "BACKUP_ENCRYPTION_KEY"
-    assert tuple(name for name in SECRET_NAMES if name != "backup_encryption_key") == TERRAFORM_SECRET_NAMES
-    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key"]
+    assert tuple(name for name in SECRET_NAMES if spec_for(name).terraform) == TERRAFORM_SECRET_NAMES
+    assert "backup_encryption_key" not in TERRAFORM_SECRET_NAMES
+    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == [
+        "backup_encryption_key",
+        "postgres_replication",
+        "timescale_replication",
+    ]
 
 
 def test_tls_secrets_are_required_only_with_tls_enabled() -> None:
