@@ -28,3 +28,9 @@ GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO {replication_role};
 GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO {replication_role};
 GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {replication_role};
 GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO {replication_role};
+
+-- barman connects to "postgres" for its checks and backups. An explicit grant, not CONNECT through
+-- PUBLIC: init_sql's 00-harden-maintenance.sql takes that from PUBLIC on every hooks run.
+-- step: {replication_role} may connect to the maintenance database postgres
+-- run-if: SELECT NOT EXISTS (SELECT FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'postgres' AND a.grantee = %(replication_role)s::regrole AND a.privilege_type = 'CONNECT')
+GRANT CONNECT ON DATABASE postgres TO {replication_role};
