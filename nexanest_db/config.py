@@ -216,7 +216,13 @@ class DockerConfig(_Model):
 
 class NetworkConfig(_Model):
     name: DockerName
+    # Docker publishes no port of a container attached only to an internal network, and every
+    # stack publishes its databases' ports (the hooks and the services reach them there): refused
+    # below rather than deployed unreachable.
     internal: bool = False
+    # ADR-015: "no direct internet access". A prod stack may bind its published ports to every
+    # interface (0.0.0.0 / ::) only when its config says so deliberately.
+    allow_all_interfaces: bool = False
 
 
 class Resources(_Model):
@@ -434,7 +440,9 @@ class EnvironmentConfig(_Model):
     environment: Literal["local", "dev", "staging", "prod"]
     docker: DockerConfig
     network: NetworkConfig
-    bind_address: str = Field(min_length=1, description="host address published ports bind to")
+    bind_address: str = Field(
+        default="127.0.0.1", min_length=1, description="host address published ports bind to (default: loopback only)"
+    )
     endpoint_host: str = Field(min_length=1, description="host name clients and hooks use to reach the published ports")
     name_prefix: DockerName
     postgres: PostgresInstanceConfig
@@ -505,6 +513,17 @@ class EnvironmentConfig(_Model):
                     raise ValueError(f"exporters.{name}.image: prod images must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
             if self.secrets.source != "vault":
                 raise ValueError("secrets.source: prod accepts only 'vault'")
+        if self.network.internal:
+            raise ValueError(
+                "network.internal: Docker publishes no ports from an internal network, and the stack publishes its "
+                "databases' and exporters' ports; set internal = false and restrict access with bind_address and the host firewall"
+            )
+        if self.environment == "prod" and ipaddress.ip_address(self.bind_address).is_unspecified and not self.network.allow_all_interfaces:
+            raise ValueError(
+                f"bind_address: {self.bind_address} publishes PostgreSQL, TimescaleDB, Redis and the exporters on every interface "
+                "of the prod host (ADR-015: no direct internet access); set it to the host's private address, or set "
+                "[network] allow_all_interfaces = true deliberately"
+            )
         if self.protected and not self.tls.enabled:
             raise ValueError(f"tls.enabled: {self.environment} must set tls.enabled = true (ADR-015: TLS for all connections)")
         if self.protected and self.backend.type != "cloud":

@@ -51,6 +51,20 @@ def broken_config(tmp_path: Path, environment: str, old: str, new: str) -> Path:
             id="prod-image-without-digest",
         ),
         pytest.param("staging-db", "port = 6379", "port = 5433", "redis.port: port 5433 clashes with timescale.port", id="port-clash"),
+        pytest.param(
+            "prod-db",
+            "allow_all_interfaces = true\n",
+            "",
+            "bind_address: 0.0.0.0 publishes PostgreSQL, TimescaleDB, Redis and the exporters on every interface of the prod host",
+            id="prod-all-interfaces-not-allowed",
+        ),
+        pytest.param(
+            "staging-db",
+            "internal = false",
+            "internal = true",
+            "network.internal: Docker publishes no ports from an internal network",
+            id="internal-network-with-published-ports",
+        ),
         pytest.param("prod-db", 'source = "vault"', 'source = "env"', "secrets.source: prod accepts only 'vault'", id="prod-without-vault"),
         pytest.param(
             "local-db",
