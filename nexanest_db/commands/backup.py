@@ -17,10 +17,11 @@ from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, Projec
 from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
+from nexanest_db.operations.backup_metrics import write_backup_textfile
 from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
 from nexanest_db.operations.retention import prune_dumps
 from nexanest_db.operations.schedule import overdue, record_run, scheduled_runs
-from nexanest_db.roles import postgres_instances
+from nexanest_db.roles import all_services, postgres_instances
 
 app = typer.Typer(help="Backups: take (run), list, and prove restorable (verify).", no_args_is_help=True)
 
@@ -39,6 +40,18 @@ def _size(size: int) -> str:
     return f"{size / 1024:.1f} kB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
 
 
+TextfileDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--textfile-dir",
+        help="also write nndb-<stack>-backup.prom there (node_exporter's textfile directory; monitoring/README.md)",
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+    ),
+]
+
+
 @app.command("run")
 def run(
     stack: Stack,
@@ -48,20 +61,33 @@ def run(
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     as_json: AsJson = False,
     scheduled: bool = typer.Option(False, "--scheduled", help="record this run in schedule.json (what the scheduler passes)"),
+    textfile_dir: TextfileDir = None,
 ) -> None:
     """Back up every service database now (pg_dump -Fc, encrypted at rest), prove it, and prune past the retention."""
-    if scheduled:
-        started = datetime.now(UTC)
-        directory = backup_dir_for(resolve(stack, project_dir), backup_dir)
-        try:
-            ids = _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
-        except Exception as exc:
-            directory.mkdir(parents=True, exist_ok=True)
-            record_run(directory, started=started, ok=False, backup_ids=[], detail=str(exc))
-            raise
-        record_run(directory, started=started, ok=True, backup_ids=ids)
-        return
-    _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+    try:
+        if scheduled:
+            started = datetime.now(UTC)
+            directory = backup_dir_for(resolve(stack, project_dir), backup_dir)
+            try:
+                ids = _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+            except Exception as exc:
+                directory.mkdir(parents=True, exist_ok=True)
+                record_run(directory, started=started, ok=False, backup_ids=[], detail=str(exc))
+                raise
+            record_run(directory, started=started, ok=True, backup_ids=ids)
+            return
+        _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+    finally:  # a failed run writes the metrics too: they keep the old timestamps, which is what the alert needs
+        if textfile_dir is not None:
+            _write_metrics(stack, project_dir, backup_dir, textfile_dir)
+
+
+def _write_metrics(stack: str, project_dir: Path | None, backup_dir: Path | None, textfile_dir: Path) -> None:
+    resolved = resolve(stack, project_dir)
+    catalog = Catalog.load(backup_dir_for(resolved, backup_dir), stack)
+    subjects = [service.subject for service in all_services(resolved.config)]
+    written = write_backup_textfile(catalog, subjects, resolved.config.backup.schedule, textfile_dir)
+    console.print(f"backup: metrics written to {written}", markup=False)
 
 
 def _run(stack: str, project_dir: Path | None, backup_dir: Path | None, verify: bool, connect_timeout: float, as_json: bool) -> list[str]:
@@ -136,6 +162,7 @@ def verify(
     project_dir: ProjectDir = None,
     backup_dir: BackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
+    textfile_dir: TextfileDir = None,
 ) -> None:
     """Restore each database's latest backup into a scratch database and compare row counts; non-zero exit if any fails."""
     resolved = resolve(stack, project_dir)
@@ -169,6 +196,8 @@ def verify(
                         console.print(f"  x {service.subject:<20} overdue: {late}", markup=False)
     finally:
         context.close()
+    if textfile_dir is not None:
+        _write_metrics(stack, project_dir, backup_dir, textfile_dir)
     if failures:
         raise BackupError(
             f"backup verify: {len(failures)} of {len(context.services)} latest backups cannot be restored — first: {failures[0]}"
