@@ -99,7 +99,10 @@ def load_step_file(sql_dir: Path, relative: str) -> StepFile:
         if match := _STEP.match(line):
             close()
             title, run_if, start, body = match["title"], None, number, []
-        elif title is not None and not body and (match := _RUN_IF.match(line)):
+        elif match := _RUN_IF.match(line):
+            if title is None or body or run_if is not None:
+                # Anywhere else it would be a plain comment in the body: the step would run every time, silently.
+                raise ConfigError(f"{display}:{number}: '-- run-if:' must be the line right after its '-- step:' line")
             run_if = match["query"]
         elif title is not None:
             body.append(line)

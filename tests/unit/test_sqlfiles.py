@@ -75,3 +75,17 @@ def test_real_step_files_use_only_the_values_their_plugin_passes(relative: str) 
         # Every body composes (braces balanced / escaped) with dummy identifiers.
         sql.SQL(step.body).format(**{name: sql.Identifier("x") for name in FILE_VALUES[relative]}).as_string(None)
         assert step.run_if is None or step.run_if.upper().startswith("SELECT")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-- step: a\n-- why this step exists\n-- run-if: SELECT true\nSELECT 1;\n",
+        "-- run-if: SELECT true\n-- step: a\nSELECT 1;\n",
+        "-- step: a\n-- run-if: SELECT true\n-- run-if: SELECT false\nSELECT 1;\n",
+    ],
+)
+def test_a_run_if_away_from_its_step_line_is_refused(tmp_path: Path, text: str) -> None:
+    (tmp_path / "steps.sql").write_text(text)
+    with pytest.raises(ConfigError, match=r"sql/steps\.sql:\d: '-- run-if:' must be the line right after its '-- step:' line"):
+        load_step_file(tmp_path, "steps.sql")
