@@ -48,8 +48,9 @@ class PostApplyHooksProps:
     # must not change this stack's output or re-run its hooks.
     config_file: str | None = None
     sql_dir: str | None = None
-    # monitoring/ too: the hooks create the exporters' identities from its identities.toml.
-    monitoring_dir: str | None = None
+    # monitoring/identities.toml too: the hooks create the exporters' identities from it. Only that
+    # file: the rules, their tests and the README are not the hooks' input.
+    monitoring_file: str | None = None
 
     def __post_init__(self) -> None:
         for name, digest in self.content_hashes.items():
@@ -61,8 +62,8 @@ class PostApplyHooksProps:
             raise ValueError("ship both config_file and sql_dir with the stack, or neither")
         if self.config_file and not {"config_file", "sql"} <= set(self.content_hashes):
             raise ValueError("shipping the config file and sql/ needs their content hashes ('config_file', 'sql')")
-        if self.monitoring_dir and (not self.config_file or "monitoring" not in self.content_hashes):
-            raise ValueError("shipping monitoring/ needs the config file and sql/ shipped too, and its content hash ('monitoring')")
+        if self.monitoring_file and (not self.config_file or "monitoring" not in self.content_hashes):
+            raise ValueError("shipping monitoring/identities.toml needs the config file and sql/ shipped too, and its content hash ('monitoring')")
 
 
 class PostApplyHooks(Construct):
@@ -82,11 +83,11 @@ class PostApplyHooks(Construct):
             sql_asset = TerraformAsset(self, "sql", path=props.sql_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["sql"])
             # The hooks look for <environment>.toml in NNDB_CONFIG_DIR: the folder the file asset lands in.
             environment.update({"NNDB_CONFIG_DIR": posixpath.dirname(config_asset.path), "NNDB_SQL_DIR": sql_asset.path})
-            if props.monitoring_dir:
+            if props.monitoring_file:
                 monitoring_asset = TerraformAsset(
-                    self, "monitoring", path=props.monitoring_dir, type=AssetType.DIRECTORY, asset_hash=props.content_hashes["monitoring"]
+                    self, "monitoring", path=props.monitoring_file, type=AssetType.FILE, asset_hash=props.content_hashes["monitoring"]
                 )
-                environment["NNDB_MONITORING_DIR"] = monitoring_asset.path
+                environment["NNDB_MONITORING_DIR"] = posixpath.dirname(monitoring_asset.path)
         self.resource = DataResource(
             self,
             "run",

@@ -39,7 +39,7 @@ from nexanest_db.constructs import (
 from nexanest_db.constructs.exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import shared_text, standard_labels
-from nexanest_db.monitoring import MONITOR_SECRETS
+from nexanest_db.monitoring import IDENTITIES_FILE, MONITOR_SECRETS
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
@@ -206,14 +206,14 @@ class DatabaseStack(TerraformStack):
                     "sql": inputs.sql_tree_hash,
                     "config": inputs.config_hash,
                     "config_file": inputs.config_file_hash,
-                    "monitoring": inputs.monitoring_tree_hash,
+                    "monitoring": inputs.monitoring_file_hash,
                 },
                 container_ids={name: instance.container_id for name, instance in instances.items()},
                 depends_on=[instance.container for instance in instances.values()],
                 secrets_fingerprint=secrets.fingerprint(),
                 config_file=str(config_file_for(inputs.stack, inputs.paths.config_dir)),
                 sql_dir=str(inputs.paths.sql_dir),
-                monitoring_dir=str(inputs.paths.monitoring_dir),
+                monitoring_file=str(inputs.paths.monitoring_dir / IDENTITIES_FILE),
             ),
         )
         DestroyGuard(

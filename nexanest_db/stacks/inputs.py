@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nexanest_db.config import Endpoints, EnvironmentConfig, ProjectPaths, config_file_for, load_environment, resolve_endpoints
 from nexanest_db.errors import ConfigError
-from nexanest_db.monitoring import MonitoringIdentities, load_identities
+from nexanest_db.monitoring import IDENTITIES_FILE, MonitoringIdentities, load_identities
 from nexanest_db.rendering import RenderedConfigs, render_configs
 
 
@@ -33,7 +33,7 @@ class StackInputs:
     endpoints: Endpoints
     rendered: RenderedConfigs
     sql_files: tuple[SqlFile, ...]
-    monitoring_tree_hash: str
+    monitoring_file_hash: str  # monitoring/identities.toml only: what the hooks read
     identities: MonitoringIdentities
 
     def sql_under(self, prefix: str) -> tuple[SqlFile, ...]:
@@ -86,6 +86,6 @@ def gather_inputs(stack: str, *, paths: ProjectPaths, environ: Mapping[str, str]
         endpoints=resolve_endpoints(config, environ),
         rendered=render_configs(config, templates_dir=paths.config_dir / "templates"),
         sql_files=read_sql_tree(paths.sql_dir),
-        monitoring_tree_hash=tree_hash(paths.monitoring_dir),
+        monitoring_file_hash=hashlib.sha256((paths.monitoring_dir / IDENTITIES_FILE).read_bytes()).hexdigest(),
         identities=load_identities(paths.monitoring_dir),
     )

@@ -35,7 +35,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("edited", "changed"),
     [
-        (("config/prod.toml", "config/README.md"), {"prod-db"}),
+        (("config/prod.toml", "config/README.md", "monitoring/README.md", "monitoring/rules/postgres.yml"), {"prod-db"}),
         (("config/local.toml",), {"local-db"}),
         (("config/dev.toml", "config/staging.toml"), {"dev-db", "staging-db"}),
     ],
