@@ -63,7 +63,9 @@ class PostApplyHooksProps:
         if self.config_file and not {"config_file", "sql"} <= set(self.content_hashes):
             raise ValueError("shipping the config file and sql/ needs their content hashes ('config_file', 'sql')")
         if self.monitoring_file and (not self.config_file or "monitoring" not in self.content_hashes):
-            raise ValueError("shipping monitoring/identities.toml needs the config file and sql/ shipped too, and its content hash ('monitoring')")
+            raise ValueError(
+                "shipping monitoring/identities.toml needs the config file and sql/ shipped too, and its content hash ('monitoring')"
+            )
 
 
 class PostApplyHooks(Construct):
