@@ -231,11 +231,27 @@ def wait_streaming(context: HookContext, instance: str, timeout_s: float = 30) -
         time.sleep(0.2)
 
 
-def base_backup(context: HookContext, repo: Repository, instance: str) -> str:
-    """A base backup of ``instance``, complete with the WAL that makes it consistent; its backup ID."""
+def base_backup(context: HookContext, repo: Repository, instance: str, timeout_s: float = 60) -> str:
+    """A base backup of ``instance``, complete with the WAL that makes it consistent; its backup ID.
+
+    Returns only once barman calls it DONE: right after the WAL is filed it can still say
+    WAITING_FOR_WALS (barman re-checks it in ``cron``/``check-backup``), and a recovery needs a DONE one.
+    """
     barman(repo, "backup", instance)
     switch_wal(context, repo, instance)
-    return backups(repo, instance)[-1].backup_id
+    backup_id = backups(repo, instance)[-1].backup_id
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = next((b.status for b in backups(repo, instance) if b.backup_id == backup_id), "missing")
+        if status == "DONE":
+            return backup_id
+        if status != "WAITING_FOR_WALS" or time.monotonic() > deadline:
+            raise PitrError(
+                f"{instance}: base backup {backup_id} is {status} after {timeout_s:g}s, not DONE; see {repo.home / 'barman.log'}"
+            )
+        barman(repo, "archive-wal", instance)
+        barman(repo, "check-backup", instance, backup_id)
+        time.sleep(0.3)
 
 
 @dataclass(frozen=True, kw_only=True)
