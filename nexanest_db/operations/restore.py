@@ -54,11 +54,12 @@ from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.ledger import make_plan, read_ledger
 from nexanest_db.migration_files import discover
 from nexanest_db.operations.backup import backup_key, major_version, scratch_connector, take_and_verify, target_for
+from nexanest_db.operations.permissions import STEP_FILE as PERMISSIONS_STEP_FILE
+from nexanest_db.operations.permissions import permission_values
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.roles import ServiceRoles
-from nexanest_db.sqlfiles import StepValues, load_step_file, one_line, run_steps
+from nexanest_db.sqlfiles import load_step_file, one_line, run_steps
 
-PERMISSIONS_FILE = "init/03-set-permissions.sql"
 MAX_IDENTIFIER = 63
 
 Report = Callable[[str], None]
@@ -217,19 +218,6 @@ def _drop(context: HookContext, instance: str, database: str) -> None:
         context.pg(instance).execute(compose_query(context.paths.sql_dir, "scratch-drop", database=database))
 
 
-def _permission_values(service: ServiceRoles) -> StepValues:
-    return StepValues(
-        identifiers={
-            "database": service.database,
-            "schema": service.schema,
-            "owner_role": service.owner_role,
-            "app_role": service.app.name,
-            "readonly_role": service.readonly.name if service.readonly else None,
-        },
-        flags={"readonly_role_enabled": service.readonly is not None},
-    )
-
-
 def restore_service(
     context: HookContext,
     catalog: Catalog,
@@ -294,13 +282,13 @@ def restore_service(
         conn = context.pg(service.instance, live)
         try:
             with conn.transaction():
-                run_steps(conn, load_step_file(sql_dir, PERMISSIONS_FILE), _permission_values(service))
+                run_steps(conn, load_step_file(sql_dir, PERMISSIONS_STEP_FILE), permission_values(service))
         except Exception as exc:  # the data is in place: say what to run, keep the old database
             raise RestoreError(
                 f"{service.subject}: restored and swapped in, but the grants failed ({one_line(exc)}); "
                 f"run `nndb hooks run {context.stack}`; the old database is kept as {aside}"
             ) from None
-        detail.append(f"{PERMISSIONS_FILE} applied (owner {service.owner_role}, app {service.app.name})")
+        detail.append(f"{PERMISSIONS_STEP_FILE} applied (owner {service.owner_role}, app {service.app.name})")
     with steps.step("ledger") as detail:
         pending = _ledger_state(context, service, conn, detail)
     _close_own_session(context, service.instance, live)

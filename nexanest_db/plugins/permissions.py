@@ -11,24 +11,10 @@ from __future__ import annotations
 import psycopg
 
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.operations.permissions import STEP_FILE, permission_values
 from nexanest_db.queries import load_query
 from nexanest_db.roles import ServiceRoles
-from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
-
-STEP_FILE = "init/03-set-permissions.sql"
-
-
-def _values(service: ServiceRoles) -> StepValues:
-    return StepValues(
-        identifiers={
-            "database": service.database,
-            "schema": service.schema,
-            "owner_role": service.owner_role,
-            "app_role": service.app.name,
-            "readonly_role": service.readonly.name if service.readonly else None,
-        },
-        flags={"readonly_role_enabled": service.readonly is not None},
-    )
+from nexanest_db.sqlfiles import load_step_file, run_steps
 
 
 def _state(conn: psycopg.Connection, query: str, service: ServiceRoles) -> set[tuple[str, str, str]]:
@@ -50,7 +36,7 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
         changed: list[str] = []
         with conn.transaction():
             before = _state(conn, state_query, service)
-            run_steps(conn, steps, _values(service))
+            run_steps(conn, steps, permission_values(service))
             after = _state(conn, state_query, service)
             changed = sorted({f"{kind} {name}" for kind, name, _ in after ^ before})
             if not changed:
