@@ -13,6 +13,7 @@ from nexanest_db.operations.init_roles import MAINTENANCE_STEP_FILE, STEP_FILE, 
 from nexanest_db.roles import postgres_instances
 from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
 
+
 def _steps(context: HookContext) -> StepFile:
     return load_step_file(context.paths.sql_dir, STEP_FILE)
 
