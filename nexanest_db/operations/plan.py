@@ -152,13 +152,18 @@ def _last_line(output: bytes | str) -> str:
 def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[str, str]) -> dict[str, dict[str, object] | None]:
     """``python main.py`` of each project directory (in parallel, each into its own temporary outdir): the stack's
     ``cdk.tf.json`` per source label, ``None`` where that tree has no such stack."""
-    outdirs = {label: Path(tempfile.mkdtemp(prefix=f"nndb-plan-{label}-")) for label in sources}
+    # Each outdir is <scratch>/cdktf.out: synth makes the local state files (../../../ of a stack
+    # directory) private, creating them empty, so they must land in the scratch directory too.
+    scratch = {label: Path(tempfile.mkdtemp(prefix=f"nndb-plan-{label.replace(' ', '-')}-")) for label in sources}
+    outdirs = {label: directory / "cdktf.out" for label, directory in scratch.items()}
     try:
         running = {}
         for label, project in sources.items():
             if not (project / "main.py").is_file():
                 raise PlanFailed(f"{label}: {project} has no main.py to synthesize")
-            env = {**environ, "CDKTF_OUTDIR": str(outdirs[label]), "PYTHONPATH": str(project)}
+            private_tmp = scratch[label] / "tmp"  # jsii's own temporary files go with the rest, even when killed
+            private_tmp.mkdir()
+            env = {**environ, "CDKTF_OUTDIR": str(outdirs[label]), "PYTHONPATH": str(project), "TMPDIR": str(private_tmp)}
             running[label] = subprocess.Popen(
                 [sys.executable, "main.py"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
@@ -180,8 +185,8 @@ def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[st
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        for outdir in outdirs.values():
-            shutil.rmtree(outdir, ignore_errors=True)
+        for directory in scratch.values():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def infra_from_base(root: Path, checkout: Path, base: BaseRef, stack: str, environ: Mapping[str, str]) -> InfraChanges:
