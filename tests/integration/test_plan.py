@@ -163,7 +163,9 @@ def test_turning_pitr_off_destroys_the_wal_archive_volume(repo: Path, db_stack: 
     assert deleted == ["docker_volume.postgres_wal_archive", "docker_volume.timescale_wal_archive"]
     assert resource(document, "docker_container.postgres")["action"] == "replace"  # its archive mount is gone
     assert document["verdict"]["level"] == "data-loss"
-    assert document["verdict"]["line"].startswith("destroys 2 volumes (postgres_wal_archive, timescale_wal_archive): data loss; replaces the ")
+    assert document["verdict"]["line"].startswith(
+        "destroys 2 volumes (postgres_wal_archive, timescale_wal_archive): data loss; replaces the "
+    )
     markdown = plan(repo, db_stack, STACK, "--base", "HEAD").stdout
     assert "| **destroy** | `docker_volume.postgres_wal_archive` | - |" in markdown
 
