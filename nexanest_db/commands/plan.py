@@ -111,9 +111,9 @@ def _database_lines(databases: DatabasePlan) -> list[str]:
     lines += ["", "### Roles, grants and Redis ACLs", ""]
     if databases.unreachable:
         lines.append(f"Not computed for {', '.join(databases.unreachable)}: not reachable.")
-    for service, objects in databases.privileges.items():
+    for name, objects in databases.privileges.items():
         shown = ", ".join(objects[:8]) + (f" and {len(objects) - 8} more" if len(objects) > 8 else "")
-        lines.append(f"- privileges of **{service}** change on: {shown}")
+        lines.append(f"- privileges of **{name}** change on: {shown}")
     if databases.statements:
         lines += ["", "| subject | step |", "| --- | --- |"]
         lines += [f"| {s.subject} | {s.step} |" for s in databases.statements]

@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Action = Literal["create", "update", "replace", "delete", "move"]
 Source = Literal["terraform-plan", "structural-diff", "not-computed"]
+Document = Mapping[str, Any]  # a parsed cdk.tf.json or `terraform show -json` document
 VerdictLevel = Literal["none", "in-place", "additive", "hooks", "downtime", "data-loss", "unknown"]
 
 # Attributes the kreuzwerker/docker provider (3.6.2) updates in place; every other attribute of these
@@ -146,7 +147,7 @@ def _keyed(items: list[object], name: str) -> dict[str, object] | None:
     if name == "env" and all(isinstance(i, str) and "=" in i for i in items):
         keyed = {str(i).split("=", 1)[0]: i for i in items}
     elif name in KEYED_BLOCKS and all(isinstance(i, dict) and KEYED_BLOCKS[name] in i for i in items):
-        keyed = {str(i[KEYED_BLOCKS[name]]): i for i in items}  # type: ignore[index]
+        keyed = {str(i[KEYED_BLOCKS[name]]): i for i in items if isinstance(i, dict)}
     else:
         return None
     return keyed if len(keyed) == len(items) else None
@@ -208,19 +209,19 @@ def leaves(value: object, prefix: str = "", name: str = "") -> Iterator[tuple[st
 # --- structural diff ----------------------------------------------------------------------------
 
 
-def _resources(document: Mapping[str, object]) -> dict[str, dict[str, object]]:
+def _resources(document: Document) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
-    for resource_type, by_name in (document.get("resource") or {}).items():  # type: ignore[attr-defined]
+    for resource_type, by_name in (document.get("resource") or {}).items():
         for name, body in by_name.items():
             out[f"{resource_type}.{name}"] = body
     return out
 
 
-def _moves(document: Mapping[str, object]) -> dict[str, str]:
-    return {str(m["from"]): str(m["to"]) for m in (document.get("moved") or [])}  # type: ignore[attr-defined]
+def _moves(document: Document) -> dict[str, str]:
+    return {str(m["from"]): str(m["to"]) for m in (document.get("moved") or [])}
 
 
-def _other_changes(base: Mapping[str, object], head: Mapping[str, object]) -> list[str]:
+def _other_changes(base: Document, head: Document) -> list[str]:
     lines = []
     for block, label in (("output", "output"), ("locals", "local"), ("data", "data"), ("provider", "provider"), ("terraform", "terraform")):
         old, new = base.get(block) or {}, head.get(block) or {}
@@ -238,15 +239,15 @@ def _other_changes(base: Mapping[str, object], head: Mapping[str, object]) -> li
     return lines
 
 
-def structural_diff(base: Mapping[str, object], head: Mapping[str, object], *, detail: str) -> InfraChanges:
+def structural_diff(base: Document, head: Document, *, detail: str) -> InfraChanges:
     old, new = _resources(base), _resources(head)
     moves = {src: dst for src, dst in _moves(head).items() if src in old and dst in new and dst not in old}
     pairs: dict[str, str] = {address: address for address in new if address in old}  # head address -> base address
     pairs.update({dst: src for src, dst in moves.items()})
     changed_locals = {
         key
-        for key in set(base.get("locals") or {}) | set(head.get("locals") or {})  # type: ignore[arg-type]
-        if (base.get("locals") or {}).get(key) != (head.get("locals") or {}).get(key)  # type: ignore[attr-defined]
+        for key in set(base.get("locals") or {}) | set(head.get("locals") or {})
+        if (base.get("locals") or {}).get(key) != (head.get("locals") or {}).get(key)
     }
     changes: dict[str, ResourceChange] = {}
     for address, body in new.items():
@@ -356,10 +357,10 @@ def _unknown_paths(unknown: object, prefix: str = "", name: str = "") -> list[st
     return []
 
 
-def from_plan_json(plan: Mapping[str, object], *, detail: str) -> InfraChanges:
+def from_plan_json(plan: Document, *, detail: str) -> InfraChanges:
     """``terraform show -json <plan>``: Terraform's actions; the changed paths from before/after (values never kept)."""
     resources: list[ResourceChange] = []
-    for entry in plan.get("resource_changes") or []:  # type: ignore[attr-defined]
+    for entry in plan.get("resource_changes") or []:
         if entry.get("mode") != "managed":
             continue
         change = entry.get("change") or {}
@@ -399,7 +400,7 @@ def from_plan_json(plan: Mapping[str, object], *, detail: str) -> InfraChanges:
         f"output.{name} {'/'.join(c.get('actions') or [])}"
         for name, c in sorted((plan.get("output_changes") or {}).items())
         if (c.get("actions") or ["no-op"]) != ["no-op"]
-    ]  # type: ignore[attr-defined]
+    ]
     return InfraChanges(source="terraform-plan", detail=detail, resources=_ordered(resources), other=other)
 
 

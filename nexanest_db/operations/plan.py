@@ -137,7 +137,10 @@ def base_checkout(root: Path, base: BaseRef) -> Iterator[Path]:
         if archive.returncode != 0:
             raise PlanFailed(f"--base {base.label}: git archive failed: {_last_line(archive.stderr)}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(directory, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse links and paths that leave the directory
+                tar.extractall(directory, filter="data")
+            else:  # our own repository's archive
+                tar.extractall(directory)  # noqa: S202
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -156,8 +159,8 @@ def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[st
     # directory) private, creating them empty, so they must land in the scratch directory too.
     scratch = {label: Path(tempfile.mkdtemp(prefix=f"nndb-plan-{label.replace(' ', '-')}-")) for label in sources}
     outdirs = {label: directory / "cdktf.out" for label, directory in scratch.items()}
+    running: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        running = {}
         for label, project in sources.items():
             if not (project / "main.py").is_file():
                 raise PlanFailed(f"{label}: {project} has no main.py to synthesize")
@@ -181,7 +184,7 @@ def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[st
             documents[label] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         return documents
     finally:
-        for process in locals().get("running", {}).values():
+        for process in running.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -211,26 +212,25 @@ class _Planner:
         maintenance = load_step_file(self.sql_dir, MAINTENANCE_STEP_FILE)
         roles_steps = load_step_file(self.sql_dir, ROLES_STEP_FILE)
         for instance in postgres_instances(self.context.config):
-            if instance in self.plan.unreachable:
-                continue
-            self._guard(instance, lambda i=instance: _due_steps(self.context.pg(i), maintenance, StepValues(), kind="role", subject=i))
+            if instance not in self.plan.unreachable:
+                self._guard(instance, partial(self._maintenance_of, instance, maintenance))
         for service in self.context.services:
-            if service.instance in self.plan.unreachable:
-                continue
-            self._guard(
-                service.subject,
-                lambda s=service: _due_steps(
-                    self.context.pg(s.instance), roles_steps, step_values(self.context, s), kind="role", subject=s.subject
-                ),
-            )
+            if service.instance not in self.plan.unreachable:
+                self._guard(service.subject, partial(self._roles_of, service, roles_steps))
+
+    def _maintenance_of(self, instance: str, steps: StepFile) -> list[PlannedStatement]:
+        return _due_steps(self.context.pg(instance), steps, StepValues(), kind="role", subject=instance)
+
+    def _roles_of(self, service: ServiceRoles, steps: StepFile) -> list[PlannedStatement]:
+        values = step_values(self.context, service)
+        return _due_steps(self.context.pg(service.instance), steps, values, kind="role", subject=service.subject)
 
     def grants(self) -> None:
         steps = load_step_file(self.sql_dir, PERMISSIONS_STEP_FILE)
         query = load_query(self.sql_dir, "plan-permissions")
         for service in self.context.services:
-            if service.instance in self.plan.unreachable:
-                continue
-            self._guard(service.subject, lambda s=service: self._grants_of(s, steps, query))
+            if service.instance not in self.plan.unreachable:
+                self._guard(service.subject, partial(self._grants_of, service, steps, query))
 
     def _grants_of(self, service: ServiceRoles, steps: StepFile, query: str) -> list[PlannedStatement]:
         values = permission_values(service)
