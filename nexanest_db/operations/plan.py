@@ -87,12 +87,17 @@ def overall_verdict(infra: InfraChanges, databases: DatabasePlan, secrets: list[
     pending = databases.pending_count
     if pending:
         parts.append(f"applies {pending} pending migration{'s' if pending != 1 else ''}")
-    grants = sum(1 for s in databases.statements if s.kind == "grant")
     roles = sum(1 for s in databases.statements if s.kind == "role")
     acls = sum(1 for s in databases.statements if s.kind == "redis-acl" and s.statement != "ACL SAVE")
-    changes = [f"{n} {what}" for n, what in ((roles, "role step(s)"), (grants, "grant step(s)"), (acls, "Redis ACL change(s)")) if n]
-    if changes:
-        parts.append("runs " + ", ".join(changes))
+    objects = sum(len(v) for v in databases.privileges.values())
+    changes = []
+    if roles:
+        changes.append(f"runs {roles} role step{'s' if roles != 1 else ''}")
+    if objects:
+        changes.append(f"changes privileges on {objects} object{'s' if objects != 1 else ''} ({', '.join(databases.privileges)})")
+    if acls:
+        changes.append(f"changes {acls} Redis ACL user{'s' if acls != 1 else ''}")
+    parts += changes
     if (pending or changes) and level == "none":
         level = "hooks"
     if databases.unreachable:

@@ -131,7 +131,10 @@ def _render(conn: psycopg.Connection, body: str, values: StepValues) -> str:
         if value is None:
             continue
         composables[key] = sql.SQL("'<SCRAM verifier of the current secret>'") if key.endswith("_password") else sql.Literal(value)
-    return sql.SQL(body).format(**composables).as_string(conn)
+    lines = sql.SQL(body).format(**composables).as_string(conn).rstrip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+        lines.pop()  # a comment at a step's end introduces the next step
+    return "\n".join(lines)
 
 
 def _due_steps(conn: psycopg.Connection, steps: StepFile, values: StepValues, *, kind: str, subject: str) -> list[PlannedStatement]:

@@ -3,9 +3,11 @@ the working tree), synthesized at both (the structural-diff path: no providers n
 PostgreSQL/Redis servers brought to the deployed state by the real hooks.
 
 A new migration shows with its SQL; a postgresql.conf setting replaces the postgres container; turning
-PITR off removes the WAL-archive volume (data loss); a grant revoked and an ACL rule changed by hand
-show as the statements the hooks would run; unreachable servers are said in one line; usage errors
-are one line and exit 2; nothing is written to the databases and no secret value is printed.
+PITR off removes the WAL-archive volume (data loss); a grant revoked, an ACL rule changed, a role
+altered and a password set by hand show as the statements the hooks would run (verifiers and hashes
+as placeholders); a fresh tier plans every role, database and migration; unreachable servers are
+said in one line; usage errors are one line and exit 2, a failing base synth exits 13; nothing is
+written to the databases, nothing left in the temporary directory, no secret value printed.
 """
 
 from __future__ import annotations
@@ -193,8 +195,10 @@ def test_a_grant_revoked_and_an_acl_rule_changed_by_hand_show_as_the_statements_
     )
     assert not [s for s in databases["statements"] if s["kind"] == "role"]
     assert document["verdict"]["level"] == "unknown"  # the infrastructure was not computed: no level claims more
-    assert document["verdict"]["line"].startswith("infrastructure not computed (see Infrastructure); runs ")
-    assert "grant step(s)" in document["verdict"]["line"] and "1 Redis ACL change(s)" in document["verdict"]["line"]
+    objects = len(databases["privileges"]["auth"])
+    assert document["verdict"]["line"] == (
+        f"infrastructure not computed (see Infrastructure); changes privileges on {objects} objects (auth); changes 1 Redis ACL user"
+    )
     assert_no_secret(json.dumps(document))
 
     # Read-only: the revoked grant and the changed rule are still as they were by hand.
@@ -202,6 +206,43 @@ def test_a_grant_revoked_and_an_acl_rule_changed_by_hand_show_as_the_statements_
         after = conn.execute("SELECT relname, relacl::text FROM pg_class WHERE relnamespace = 'auth'::regnamespace ORDER BY 1").fetchall()
     assert after == before
     assert "~*" in str(client.execute_command("ACL", "GETUSER", "portfolio"))
+
+
+def test_a_fresh_tier_plans_every_role_database_and_migration(repo: Path, db_stack: DbStack) -> None:
+    document = plan_json(repo, db_stack)
+    databases = document["databases"]
+    steps = {(s["subject"], s["step"]) for s in databases["statements"] if s["kind"] == "role"}
+    assert {
+        ("postgres/auth", "created role auth_owner (NOLOGIN, owns the service's objects)"),
+        ("postgres/auth", "created database auth (owner auth_owner)"),
+    } <= steps
+    assert ("timescale/analytics", "created read-only login role analytics_readonly") in steps
+    by_service = {m["service"]: m for m in databases["migrations"]}
+    assert by_service["auth"]["note"] == "no ledger yet: the baseline and every migration run"
+    assert [m["label"] for m in by_service["auth"]["pending"]][:2] == ["baseline", "V001"]
+    assert {s["subject"] for s in databases["statements"] if s["kind"] == "redis-acl"} == {"redis"}
+    with db_stack.postgres.connect("postgres") as conn:  # read-only: still nothing there
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'auth%'").fetchone() == (0,)
+
+
+def test_a_role_changed_by_hand_shows_its_repair_and_a_rotation_hides_the_verifier(repo: Path, deployed: DbStack) -> None:
+    with deployed.postgres.connect("postgres") as conn:
+        conn.execute("ALTER ROLE auth_app CREATEDB")
+        conn.execute("ALTER ROLE portfolio_app PASSWORD 'set-by-hand-Secret-9'")
+    document = plan_json(repo, deployed)
+    roles = {s["step"]: s["statement"] for s in document["databases"]["statements"] if s["kind"] == "role"}
+    assert roles["reset role auth_app to LOGIN without elevated attributes"] == (
+        'ALTER ROLE "auth_app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;'
+    )
+    assert (
+        roles["password rotated for portfolio_app"] == """ALTER ROLE "portfolio_app" PASSWORD '<SCRAM verifier of the current secret>';"""
+    )
+    assert set(roles) == {"reset role auth_app to LOGIN without elevated attributes", "password rotated for portfolio_app"}
+    text = json.dumps(document)
+    assert_no_secret(text)
+    assert "SCRAM-SHA-256$" not in text
+    with deployed.postgres.connect("postgres") as conn:
+        assert conn.execute("SELECT rolcreatedb FROM pg_roles WHERE rolname = 'auth_app'").fetchone() == (True,)
 
 
 def test_unreachable_databases_are_said_in_one_line(repo: Path, db_stack: DbStack) -> None:
