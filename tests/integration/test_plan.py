@@ -128,6 +128,12 @@ def test_a_new_migration_shows_with_its_sql_and_nothing_else_is_due(repo: Path, 
     assert "**Verdict:** re-runs the post-apply hooks; applies 1 pending migration" in markdown.stdout
     assert "```sql\n-- probe\nALTER TABLE auth.users ADD COLUMN plan_probe text;\n```" in markdown.stdout
     assert_no_secret(markdown.stdout)
+    written = plan(repo, deployed, STACK, "--base", "main", "--output", str(repo.parent / "plan.md"))
+    assert written.returncode == 0 and written.stdout == ""
+    assert written.stderr.splitlines() == [
+        f"plan {STACK}: re-runs the post-apply hooks; applies 1 pending migration (report in {repo.parent / 'plan.md'})"
+    ]
+    assert (repo.parent / "plan.md").read_text(encoding="utf-8").startswith("## nndb plan: local-db\n\n**Verdict:** re-runs")
 
     # Read-only: the migration is still pending, nothing was recorded.
     with deployed.postgres.connect("auth") as conn:
