@@ -20,14 +20,16 @@ from typing import Annotated
 import typer
 
 from nexanest_db.commands.common import resolve
-from nexanest_db.commands.hookrun import build_context, configure_logging
+from nexanest_db.commands.hookrun import backup_dir_for, configure_logging
 from nexanest_db.commands.hooks import AsJson, ProjectDir, Stack
-from nexanest_db.errors import NndbError, UsageError
+from nexanest_db.context import HookContext
+from nexanest_db.errors import NndbError, SecretsError, UsageError
 from nexanest_db.operations.infra_changes import InfraChanges
 from nexanest_db.operations.plan import (
     SCHEMA_VERSION,
     BaseRef,
     PlanReport,
+    UnavailableSource,
     base_checkout,
     infra_from_base,
     infra_from_terraform,
@@ -38,7 +40,7 @@ from nexanest_db.operations.plan import (
     why_not_plannable,
 )
 from nexanest_db.operations.plan_databases import DatabasePlan, plan_databases
-from nexanest_db.secrets import check_all, required_secret_names
+from nexanest_db.secrets import CredentialSource, check_all, required_secret_names
 
 DEFAULT_PLAN_CONNECT_TIMEOUT_S = 3.0
 Base = Annotated[
@@ -137,8 +139,12 @@ def render_markdown(report: PlanReport) -> str:
     lines += _database_lines(report.databases)
     lines += ["", "### Secrets", ""]
     missing = [s for s in report.secrets if not s.present]
-    lines.append(f"{len(report.secrets) - len(missing)} of {len(report.secrets)} present" + (", missing:" if missing else "."))
-    lines += [f"- **{s.name}** missing ({s.location})" for s in missing]
+    problems = list(dict.fromkeys(s.problem for s in missing if s.problem))
+    if missing and len(missing) == len(report.secrets) and len(problems) == 1:
+        lines.append(f"Not checked: {problems[0]}")  # one cause for all of them (no Vault here): said once
+    else:
+        lines.append(f"{len(report.secrets) - len(missing)} of {len(report.secrets)} present" + (", missing:" if missing else "."))
+        lines += [f"- **{s.name}** missing: {s.problem}" for s in missing]
     stamp = report.generated_at.strftime("%Y-%m-%d %H:%M:%SZ")
     lines += ["", f"<sub>nndb plan {report.stack}, {stamp}, {report.seconds:.2f} s</sub>", ""]
     return "\n".join(lines)
@@ -158,10 +164,24 @@ def _build(stack: str, *, project_dir: Path | None, base: str | None, plan_file:
     base_ref: BaseRef | None = resolve_base(root, base) if base is not None else None
     if plan_file is not None and not plan_file.is_file():
         raise UsageError(f"--plan-file {plan_file}: no such file; save one with `terraform plan -out=FILE` in {stack_dir}")
-    logger = configure_logging(False)
-    context = build_context(resolved, logger=logger, connect_timeout_s=connect_timeout, run_lock=False)
+    credentials: CredentialSource
     try:
-        secrets = check_all(resolved.credentials(), required_secret_names(resolved.config))
+        credentials = resolved.credentials()
+    except SecretsError as exc:  # e.g. no VAULT_ADDR here: report every secret missing and the databases unreachable
+        credentials = UnavailableSource(environment=resolved.config.environment, problem=str(exc))
+    context = HookContext(
+        stack=stack,
+        config=resolved.config,
+        endpoints=resolved.endpoints,
+        credentials=credentials,
+        paths=resolved.paths,
+        backup_dir=backup_dir_for(resolved, None),
+        logger=configure_logging(False),
+        connect_timeout_s=connect_timeout,
+        run_lock=False,
+    )
+    try:
+        secrets = check_all(credentials, required_secret_names(resolved.config))
         if base_ref is not None:
             with base_checkout(root, base_ref) as checkout:
                 infra = infra_from_base(root, checkout, base_ref, stack, resolved.environ)

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nexanest_db.errors import PlanFailed, UsageError
+from pydantic import SecretStr
+
+from nexanest_db.errors import PlanFailed, SecretsError, UsageError
 from nexanest_db.operations.infra_changes import InfraChanges, Verdict, from_plan_json, structural_diff, verdict
 from nexanest_db.operations.plan_databases import DatabasePlan
 from nexanest_db.secrets import SecretStatus
@@ -38,6 +40,28 @@ from nexanest_db.secrets import SecretStatus
 SCHEMA_VERSION = 1
 SYNTH_TIMEOUT_S = 300.0
 TERRAFORM_TIMEOUT_S = 900.0
+
+
+@dataclass(kw_only=True)
+class UnavailableSource:
+    """The credential source when the configured one cannot even be set up (no VAULT_ADDR on a CI runner):
+    every secret is reported missing with that one reason, and the databases as not reachable, instead
+    of the plan stopping. A plan is read by people who may not hold production credentials."""
+
+    environment: str
+    problem: str
+
+    def get(self, name: str) -> SecretStr:
+        raise SecretsError(self.problem)
+
+    def describe(self, name: str) -> str:
+        return f"{name} (source not available)"
+
+    def previous(self, name: str) -> SecretStr | None:
+        return None
+
+    def previous_hint(self, name: str) -> str:
+        return self.problem
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,8 +127,12 @@ def overall_verdict(infra: InfraChanges, databases: DatabasePlan, secrets: list[
     if databases.unreachable:
         parts.append("live databases not checked")
     missing = [s.name for s in secrets if not s.present]
-    if missing:
-        parts.append(f"{len(missing)} secret{'s' if len(missing) != 1 else ''} missing: the deploy would stop ({', '.join(missing)})")
+    problems = {s.problem for s in secrets if s.problem}
+    if missing and len(missing) == len(secrets) and len(problems) == 1:
+        parts.append("secrets not checked (their source is not available here)")
+    elif missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        parts.append(f"{len(missing)} secret{'s' if len(missing) != 1 else ''} missing: the deploy would stop ({shown})")
     if not parts:
         return Verdict(level="none", line="no changes")
     return Verdict(level=level, line="; ".join(parts))

@@ -251,6 +251,26 @@ def test_a_role_changed_by_hand_shows_its_repair_and_a_rotation_hides_the_verifi
         assert conn.execute("SELECT rolcreatedb FROM pg_roles WHERE rolname = 'auth_app'").fetchone() == (True,)
 
 
+def test_secrets_are_present_or_missing_never_a_value_and_a_missing_source_does_not_stop_the_plan(repo: Path, db_stack: DbStack) -> None:
+    environ = {**db_stack.environ, "AUTH_DB_PASSWORD_FILE": str(repo / "no-such-secret")}
+    environ.pop("AUTH_DB_PASSWORD")
+    result = plan(repo, db_stack, STACK, "--json", environ=environ)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    (missing,) = [s for s in document["secrets"] if not s["present"]]
+    assert missing["name"] == "auth_app" and "AUTH_DB_PASSWORD_FILE" in missing["problem"]
+    assert "1 secret missing: the deploy would stop (auth_app)" in document["verdict"]["line"]
+    assert any("auth" in p and "not computed" in p for p in document["databases"]["problems"])
+    assert_no_secret(result.stdout)
+
+    # staging reads Vault; without VAULT_ADDR every secret is "not checked" and the plan still comes out
+    staging = {k: v for k, v in db_stack.environ.items() if not k.startswith("VAULT")}
+    result = plan(repo, db_stack, "staging-db", "--connect-timeout", "1", environ=staging)
+    assert result.returncode == 0, result.stderr
+    assert "secrets not checked (their source is not available here)" in result.stdout
+    assert "Not checked: staging: VAULT_ADDR is not set" in result.stdout
+
+
 def test_unreachable_databases_are_said_in_one_line(repo: Path, db_stack: DbStack) -> None:
     closed = str(free_port())
     environ = {**db_stack.environ, "POSTGRES_PORT": closed, "TIMESCALE_PORT": str(free_port()), "REDIS_PORT": str(free_port())}
