@@ -20,7 +20,9 @@ The verdict is on the p95 of each `nndb plan` beside the target; exits 1 when th
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import shutil
 import statistics
 import subprocess
@@ -106,6 +108,10 @@ def measure(tier: DbStack, repo: Path, runs: int, warmup: int) -> int:
     if '"label": "V004"' not in last.stdout:
         print("bench_plan: the pending migration is missing from the report", file=sys.stderr)
         return 1
+    own = json.loads(last.stdout)["seconds"]
+    print(f"  the plan's own work (the report's timing, last run): {own:.3f} s; the rest is interpreter and imports")
+    load = os.getloadavg()[0]
+    print(f"  load average at the end: {load:.1f} on {os.cpu_count()} CPUs (numbers scale with it on a shared machine)")
     return code
 
 
