@@ -54,6 +54,7 @@ def build_app() -> typer.Typer:
     app.command(name="wait-ready")(lifecycle.wait_ready_command)
     app.command(name="before-destroy")(lifecycle.before_destroy_command)
     app.command(name="status")(status.status)
+    app.command(name="plan")(__import__("nexanest_db.commands.plan", fromlist=["plan"]).plan)
     return app
 
 

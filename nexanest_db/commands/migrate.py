@@ -31,7 +31,7 @@ from nexanest_db.commands.hooks import (
 from nexanest_db.errors import ConfigError, MigrationError
 from nexanest_db.ledger import ServicePlan
 from nexanest_db.operations.migration_scaffold import new_migration
-from nexanest_db.plugins.migrations import plan_service
+from nexanest_db.operations.migrations import plan_service
 
 app = typer.Typer(help="Schema migrations: status (read-only), apply, and new (scaffold the next file).", no_args_is_help=True)
 

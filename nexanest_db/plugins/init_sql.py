@@ -8,13 +8,10 @@ secret changed (reported as "password rotated for <role>"); the plaintext never 
 
 from __future__ import annotations
 
-from nexanest_db import scram
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
-from nexanest_db.roles import ServiceRoles, postgres_instances
+from nexanest_db.operations.init_roles import MAINTENANCE_STEP_FILE, STEP_FILE, step_values
+from nexanest_db.roles import postgres_instances
 from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
-
-STEP_FILE = "init/01-create-databases.sql"
-MAINTENANCE_STEP_FILE = "init/00-harden-maintenance.sql"
 
 
 def _steps(context: HookContext) -> StepFile:
@@ -31,31 +28,6 @@ def nndb_preflight(context: HookContext) -> None:
     for service in context.services:
         for role in service.login_roles:
             context.password(role.secret)  # a missing secret stops the run before anything changes
-
-
-def _verifier(context: HookContext, service: ServiceRoles, role: str, secret: str) -> str:
-    row = context.pg(service.instance).execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
-    return scram.current_verifier(context.password(secret), row[0] if row else None)
-
-
-def step_values(context: HookContext, service: ServiceRoles) -> StepValues:
-    readonly = service.readonly
-    return StepValues(
-        identifiers={
-            "owner_role": service.owner_role,
-            "migrator_role": service.migrator_role,
-            "app_role": service.app.name,
-            "readonly_role": readonly.name if readonly else None,
-            "database": service.database,
-        },
-        literals={
-            "owner_name": service.owner_role,
-            "migrator_name": service.migrator_role,
-            "app_password": _verifier(context, service, service.app.name, service.app.secret),
-            "readonly_password": _verifier(context, service, readonly.name, readonly.secret) if readonly else None,
-        },
-        flags={"readonly_role_enabled": readonly is not None},
-    )
 
 
 @hookimpl
