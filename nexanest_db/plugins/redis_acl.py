@@ -11,44 +11,13 @@ only when something differs.
 
 from __future__ import annotations
 
-import hashlib
-
 import redis
 
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
+from nexanest_db.operations.redis_acl import acl_text, service_user, sha256_hex
 from nexanest_db.redis_session import acl_user as get_user
-from nexanest_db.roles import REDIS_DEFAULT_SECRET, REDIS_SERVICE_COMMANDS, ServiceRoles
-
-COMMANDS = " ".join(REDIS_SERVICE_COMMANDS)
-
-
-def _sha256(password: str) -> str:
-    return hashlib.sha256(password.encode("utf-8")).hexdigest()
-
-
-def wanted_rules(service: ServiceRoles, password_hash: str) -> list[str]:
-    return ["reset", "on", f"#{password_hash}", *service.redis_rules]
-
-
-def _text(value: object) -> str:
-    return " ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value or "")
-
-
-def _matches(actual: dict[str, object] | None, service: ServiceRoles, password_hash: str) -> bool:
-    if not actual:
-        return False
-    prefix = service.redis_prefix
-    flags = _text(actual.get("flags")).split()
-    return (
-        "on" in flags
-        and "nopass" not in flags
-        and _text(actual.get("passwords")).split() == [password_hash]
-        and _text(actual.get("keys")) == f"~{prefix}*"
-        and _text(actual.get("channels")) == f"&{prefix}*"
-        and _text(actual.get("commands")) == COMMANDS
-        and not actual.get("selectors")
-    )
+from nexanest_db.roles import REDIS_DEFAULT_SECRET
 
 
 @hookimpl
@@ -63,19 +32,19 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
     client = context.redis()
     changes = []
     default = get_user(client, "default") or {}
-    if "nopass" in _text(default.get("flags")).split() or not _text(default.get("passwords")):
+    if "nopass" in acl_text(default.get("flags")).split() or not acl_text(default.get("passwords")):
         # Raw ACL SETUSER: redis-py's acl_setuser() would also switch the user "off" unless told otherwise.
-        client.execute_command("ACL", "SETUSER", "default", "on", "resetpass", f"#{_sha256(context.password(REDIS_DEFAULT_SECRET))}")
+        client.execute_command("ACL", "SETUSER", "default", "on", "resetpass", f"#{sha256_hex(context.password(REDIS_DEFAULT_SECRET))}")
         changes.append(Change(subject="redis", summary="default user password-protected"))
     for service in context.services:
-        password_hash = _sha256(context.password(service.redis_secret))
+        wanted = service_user(service, context.password(service.redis_secret))
         actual = get_user(client, service.redis_user)
-        if _matches(actual, service, password_hash):
+        if not wanted.differences(actual):
             continue
-        client.execute_command("ACL", "SETUSER", service.redis_user, *wanted_rules(service, password_hash))
+        client.execute_command("ACL", "SETUSER", service.redis_user, *wanted.rules)
         if actual is None:
             summary = f"created Redis user {service.redis_user} (keys {service.redis_prefix}*)"
-        elif _matches({**actual, "passwords": [password_hash]}, service, password_hash):
+        elif not wanted.differences({**actual, "passwords": [wanted.password_sha256]}):
             summary = f"password rotated for Redis user {service.redis_user}"
         else:
             summary = f"reset Redis user {service.redis_user} to keys {service.redis_prefix}*"
