@@ -128,7 +128,7 @@ def drop_leftovers(context: HookContext, instance: str) -> list[str]:
 
 
 def read_catalog(conn: psycopg.Connection, query: str) -> list[CatalogRow]:
-    return [(str(a), str(b), str(c or ""), str(d or "")) for a, b, c, d in conn.execute(query).fetchall()]  # type: ignore[arg-type]  # file text, no parameters
+    return [(str(a), str(b), str(c or ""), str(d or "")) for a, b, c, d in conn.execute(query).fetchall()]
 
 
 def build_reference(
@@ -188,7 +188,7 @@ def check_service(context: HookContext, service: ServiceRoles, report: DriftRepo
             DriftFinding(
                 subject=subject,
                 kind="database",
-                object=service.subject,
+                name=service.subject,
                 problem="missing",
                 message=f"missing; run `nndb hooks run {context.stack}` to create it",
             )
@@ -203,7 +203,7 @@ def check_service(context: HookContext, service: ServiceRoles, report: DriftRepo
             DriftFinding(
                 subject=subject,
                 kind="database",
-                object=service.subject,
+                name=service.subject,
                 problem="missing",
                 message=f"has no migration ledger (nndb.schema_migrations); run `nndb hooks run {context.stack}`",
             )
@@ -213,7 +213,7 @@ def check_service(context: HookContext, service: ServiceRoles, report: DriftRepo
             DriftFinding(
                 subject=subject,
                 kind="migration",
-                object=migration.script,
+                name=migration.script,
                 problem="changed",
                 message=(
                     f"changed after it was applied on {row.applied_at:%Y-%m-%d %H:%M} (ledger {row.checksum[:12]}, file "
@@ -228,7 +228,7 @@ def check_service(context: HookContext, service: ServiceRoles, report: DriftRepo
             DriftFinding(
                 subject=subject,
                 kind="migration",
-                object=row.script,
+                name=row.script,
                 problem="missing",
                 message=f"V{row.version:03d} is in the ledger but its file is gone; restore it from git",
                 live=row.checksum,
@@ -251,7 +251,7 @@ def check_service(context: HookContext, service: ServiceRoles, report: DriftRepo
             DriftFinding(
                 subject=subject,
                 kind="reference",
-                object=service.subject,
+                name=service.subject,
                 problem="differs",
                 message=f"the files do not apply to an empty database, so nothing was compared: {reason}",
             )
@@ -341,7 +341,7 @@ def check_roles(context: HookContext, instance: str, services: Sequence[ServiceR
                 DriftFinding(
                     subject=instance,
                     kind="role",
-                    object=name,
+                    name=name,
                     problem="unexpected",
                     message=f"role setting{where} {settings}: not expected (ALTER ROLE ... SET by hand?)",
                     live=settings,
@@ -351,7 +351,7 @@ def check_roles(context: HookContext, instance: str, services: Sequence[ServiceR
         superuser = context.postgres.superuser(instance)
         for name in sorted(live.keys() - managed - {superuser}):
             report.findings.append(
-                DriftFinding(subject=instance, kind="role", object=name, problem="unexpected", message="not expected (created by hand?)")
+                DriftFinding(subject=instance, kind="role", name=name, problem="unexpected", message="not expected (created by hand?)")
             )
 
 
@@ -373,7 +373,7 @@ def check_redis(context: HookContext, services: Sequence[ServiceRoles], report: 
                     DriftFinding(
                         subject="redis",
                         kind="ACL user",
-                        object=user.name,
+                        name=user.name,
                         problem="missing" if missing else "differs",
                         message=f"missing; run `nndb hooks run {context.stack}`" if missing else f"rule differs: {problem}",
                     )
@@ -382,14 +382,14 @@ def check_redis(context: HookContext, services: Sequence[ServiceRoles], report: 
             return
         for problem in default_user_differences(acl_user(client, "default")):
             report.findings.append(
-                DriftFinding(subject="redis", kind="ACL user", object="default", problem="differs", message=f"rule differs: {problem}")
+                DriftFinding(subject="redis", kind="ACL user", name="default", problem="differs", message=f"rule differs: {problem}")
             )
         known = {"default", *(user.name for user in wanted)}
         for name in sorted(str(user) for user in client.execute_command("ACL", "USERS")):
             if name not in known:
                 report.findings.append(
                     DriftFinding(
-                        subject="redis", kind="ACL user", object=name, problem="unexpected", message="not expected (created by hand?)"
+                        subject="redis", kind="ACL user", name=name, problem="unexpected", message="not expected (created by hand?)"
                     )
                 )
     except redis.RedisError as exc:

@@ -51,7 +51,7 @@ class DriftFinding:
 
     subject: str  # a service (auth), an instance (postgres, timescale) or redis
     kind: str  # column, grant, role, ACL user, migration, ...
-    object: str  # portfolio.holdings.note, "SELECT on table auth.users to portfolio_app", auth_app, ...
+    name: str  # the object: portfolio.holdings.note, "SELECT on table auth.users to portfolio_app", auth_app, ...
     problem: Problem
     message: str  # what differs and what it suggests, never a secret
     live: str | None = None
@@ -59,13 +59,13 @@ class DriftFinding:
 
     @property
     def line(self) -> str:
-        return f"{self.subject}: {self.kind} {self.object}: {self.message}"
+        return f"{self.subject}: {self.kind} {self.name}: {self.message}"
 
     def as_dict(self) -> dict[str, object]:
         return {
             "subject": self.subject,
             "kind": self.kind,
-            "object": self.object,
+            "object": self.name,
             "problem": self.problem,
             "message": self.message,
             "live": self.live,
@@ -76,7 +76,7 @@ class DriftFinding:
 
 def sort_key(finding: DriftFinding) -> tuple[str, int, str]:
     rank = KIND_ORDER.index(finding.kind) if finding.kind in KIND_ORDER else len(KIND_ORDER)
-    return (finding.subject, rank, finding.object)
+    return (finding.subject, rank, finding.name)
 
 
 def _index(rows: Iterable[CatalogRow]) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
@@ -129,21 +129,19 @@ def compare_catalogs(subject: str, live_rows: Sequence[CatalogRow], expected_row
             if kind not in RELATION_KINDS and live_parents.get(key) in only_live:
                 continue
             message = _privilege_message("unexpected", "", "") if privilege else "not in the schema files (added by hand?)"
-            findings.append(DriftFinding(subject=subject, kind=kind, object=name, problem="unexpected", message=message, live=live[key]))
+            findings.append(DriftFinding(subject=subject, kind=kind, name=name, problem="unexpected", message=message, live=live[key]))
         elif key not in live:
             if kind not in RELATION_KINDS and expected_parents.get(key) in only_expected:
                 continue
             message = _privilege_message("missing", "", "") if privilege else "in the schema files but missing (dropped by hand?)"
-            findings.append(
-                DriftFinding(subject=subject, kind=kind, object=name, problem="missing", message=message, expected=expected[key])
-            )
+            findings.append(DriftFinding(subject=subject, kind=kind, name=name, problem="missing", message=message, expected=expected[key]))
         elif live[key] != expected[key]:
             message = (
                 _privilege_message("differs", live[key], expected[key]) if privilege else describe_difference(live[key], expected[key])
             )
             findings.append(
                 DriftFinding(
-                    subject=subject, kind=kind, object=name, problem="differs", message=message, live=live[key], expected=expected[key]
+                    subject=subject, kind=kind, name=name, problem="differs", message=message, live=live[key], expected=expected[key]
                 )
             )
     return findings
@@ -209,7 +207,7 @@ def compare_role(instance: str, wanted: WantedRole, live: LiveRole | None) -> li
 
     def finding(problem: Problem, message: str, live_text: str | None = None, expected_text: str | None = None) -> DriftFinding:
         return DriftFinding(
-            subject=instance, kind="role", object=wanted.name, problem=problem, message=message, live=live_text, expected=expected_text
+            subject=instance, kind="role", name=wanted.name, problem=problem, message=message, live=live_text, expected=expected_text
         )
 
     if live is None:
@@ -251,7 +249,7 @@ def compare_memberships(
                 DriftFinding(
                     subject=instance,
                     kind="role",
-                    object=member,
+                    name=member,
                     problem="unexpected",
                     message=f"member of {granted}: not expected (granted by hand?)",
                     live=f"member of {granted}",
@@ -262,7 +260,7 @@ def compare_memberships(
                 DriftFinding(
                     subject=instance,
                     kind="role",
-                    object=member,
+                    name=member,
                     problem="differs",
                     message=f"member of {granted} WITH ADMIN OPTION: the files grant it without",
                     live="with admin option",
@@ -274,7 +272,7 @@ def compare_memberships(
             DriftFinding(
                 subject=instance,
                 kind="role",
-                object=member,
+                name=member,
                 problem="missing",
                 message=f"member of {granted}: missing (revoked by hand?)",
                 expected=f"member of {granted}",

@@ -13,6 +13,7 @@ drift" agree. Passwords are compared as SHA-256 digests (``#<hex>`` rules), neve
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nexanest_db.monitoring import RedisMonitorIdentity
@@ -46,7 +47,7 @@ class WantedAclUser:
         patterns = [rule for rule in (self.keys, self.channels) if rule]
         return ["reset", "on", f"#{self.password_sha256}", *patterns, *self.commands]
 
-    def differences(self, actual: dict[str, object] | None) -> list[str]:
+    def differences(self, actual: Mapping[str, object] | None) -> list[str]:
         """How the live user (``ACL GETUSER``) differs, one phrase per rule; empty when it matches."""
         if not actual:
             return ["missing"]
@@ -101,7 +102,7 @@ def monitor_user(identity: RedisMonitorIdentity, password: str, secret: str) -> 
     )
 
 
-def default_user_differences(actual: dict[str, object] | None) -> list[str]:
+def default_user_differences(actual: Mapping[str, object] | None) -> list[str]:
     """The default user (the admin nndb connects as) must be on and password-protected; its other rules are not nndb's."""
     flags = acl_text((actual or {}).get("flags")).split()
     problems = []

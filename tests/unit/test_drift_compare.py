@@ -135,9 +135,9 @@ def test_memberships_touching_managed_roles() -> None:
 
 def test_findings_sort_by_subject_then_containers_first() -> None:
     findings = [
-        DriftFinding(subject="auth", kind="grant", object="b", problem="unexpected", message="m"),
-        DriftFinding(subject="auth", kind="table", object="z", problem="unexpected", message="m"),
-        DriftFinding(subject="auth", kind="migration", object="y", problem="changed", message="m"),
+        DriftFinding(subject="auth", kind="grant", name="b", problem="unexpected", message="m"),
+        DriftFinding(subject="auth", kind="table", name="z", problem="unexpected", message="m"),
+        DriftFinding(subject="auth", kind="migration", name="y", problem="changed", message="m"),
     ]
     assert [f.kind for f in sorted(findings, key=sort_key)] == ["migration", "table", "grant"]
 
