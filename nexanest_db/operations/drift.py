@@ -348,11 +348,40 @@ def check_roles(context: HookContext, instance: str, services: Sequence[ServiceR
                 )
             )
     if everything:
+        check_maintenance(context, instance, wanted, report)
         superuser = context.postgres.superuser(instance)
         for name in sorted(live.keys() - managed - {superuser}):
             report.findings.append(
                 DriftFinding(subject=instance, kind="role", name=name, problem="unexpected", message="not expected (created by hand?)")
             )
+
+
+def check_maintenance(context: HookContext, instance: str, wanted: Sequence[WantedRole], report: DriftReport) -> None:
+    """The maintenance databases: closed to PUBLIC (00-harden-maintenance.sql), CONNECT on postgres for the tier's own logins only."""
+    expected = {("database postgres", "CONNECT", role.name) for role in wanted if role.subject == instance}
+    live = {
+        (str(o), str(p), str(g)) for o, p, g in context.pg(instance).execute(load_query(context.paths.sql_dir, "drift-maintenance-acl"))
+    }
+    for target, privilege, grantee in sorted(live - expected):
+        report.findings.append(
+            DriftFinding(
+                subject=instance,
+                kind="grant",
+                name=f"{privilege} on {target} to {grantee}",
+                problem="unexpected",
+                message="not expected (granted by hand? `nndb hooks run` takes PUBLIC's back)",
+            )
+        )
+    for target, privilege, grantee in sorted(expected - live):
+        report.findings.append(
+            DriftFinding(
+                subject=instance,
+                kind="grant",
+                name=f"{privilege} on {target} to {grantee}",
+                problem="missing",
+                message="missing (revoked by hand?)",
+            )
+        )
 
 
 # --- Redis --------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def test_changes_made_by_hand_are_each_reported_by_name(deployed: DbStack) -> No
         conn.execute("ALTER ROLE auth_app CREATEDB")
         conn.execute("GRANT auth_app TO portfolio_app")
         conn.execute("CREATE ROLE intruder LOGIN")
+        conn.execute("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
     client = deployed.redis.client()
     client.execute_command("ACL", "SETUSER", "auth", "~other:*")
     client.execute_command("ACL", "SETUSER", "backdoor", "on", ">pw", "~*", "+@all")
@@ -87,15 +88,16 @@ def test_changes_made_by_hand_are_each_reported_by_name(deployed: DbStack) -> No
         "auth: grant SELECT on table auth.users to portfolio_app: not expected (granted by hand?)",
         "auth: default privilege DELETE on tables to portfolio_app for objects of auth_owner in schema auth: not expected (granted by hand?)",
         "portfolio: column portfolio.holdings.note: not in the schema files (added by hand?)",
+        "postgres: grant CONNECT on database postgres to PUBLIC: not expected (granted by hand? `nndb hooks run` takes PUBLIC's back)",
         "postgres: role auth_app: attribute CREATEDB, the files set NOCREATEDB",
         "postgres: role intruder: not expected (created by hand?)",
         "postgres: role portfolio_app: member of auth_app: not expected (granted by hand?)",
         "redis: ACL user auth: rule differs: keys '~auth:* ~other:*', wanted '~auth:*'",
         "redis: ACL user backdoor: not expected (created by hand?)",
     ]
-    assert result.stdout.splitlines()[-1].startswith(f"{STACK}: 9 drift findings (")
+    assert result.stdout.splitlines()[-1].startswith(f"{STACK}: 10 drift findings (")
     assert result.stderr.strip().splitlines() == [
-        "nndb: error: local-db: 9 drift findings (listed above); docs/drift.md says what to do for each kind"
+        "nndb: error: local-db: 10 drift findings (listed above); docs/drift.md says what to do for each kind"
     ]
     assert "pw" not in result.stdout.replace("portfolio", "")  # the hand-set password never shows
 
@@ -114,7 +116,7 @@ def test_changes_made_by_hand_are_each_reported_by_name(deployed: DbStack) -> No
     }
     assert_no_scratch_left(deployed)
 
-    # The hooks reset role attributes and ACL users; what they do not undo (a column, an extra grant or
+    # The hooks reset role attributes, ACL users and the maintenance database; what they do not undo (a column, an extra grant or
     # membership, a role or user nobody declared) drift keeps reporting.
     run_in_process(deployed)
     assert finding_lines(drift(deployed).stdout) == [
