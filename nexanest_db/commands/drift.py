@@ -19,6 +19,8 @@ from nexanest_db.commands.hooks import AsJson, LockTimeout, ProjectDir, Stack, S
 from nexanest_db.errors import DriftFound, NndbError
 from nexanest_db.operations.drift import DriftReport, check_stack
 
+INTERRUPTED_EXIT_CODE = 130  # nexanest_db.cli prints "aborted" and exits with it
+
 DEFAULT_DRIFT_CONNECT_TIMEOUT_S = 5.0
 ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
 Service = Annotated[
@@ -38,6 +40,14 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _print_failure(as_json: bool, stack: str, started: datetime, service: list[str] | None, line: str, exit_code: int) -> None:
+    """With ``--json``, a check that could not finish still prints its document: the error in it, no findings."""
+    if as_json:
+        failed = DriftReport(stack=stack, checked_at=started, services=list(service or ()))
+        print(json.dumps(failed.as_dict(error=line, exit_code=exit_code), indent=2))
+        sys.stdout.flush()
 
 
 def render(report: DriftReport) -> str:
@@ -84,10 +94,12 @@ def drift(
         finally:
             context.close()
     except NndbError as exc:
-        if as_json:
-            failed = DriftReport(stack=stack, checked_at=started, services=list(service or ()))
-            print(json.dumps(failed.as_dict(error=exc), indent=2))
+        _print_failure(as_json, stack, started, service, str(exc), exc.exit_code)
         raise
+    except KeyboardInterrupt:
+        # typer would turn it into a silent exit status the CLI does not see: make it the CLI's "aborted", exit 130.
+        _print_failure(as_json, stack, started, service, "aborted", INTERRUPTED_EXIT_CODE)
+        raise typer.Abort() from None
     print(json.dumps(report.as_dict(), indent=2) if as_json else render(report))
     if report.findings:
         sys.stdout.flush()

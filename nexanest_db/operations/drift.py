@@ -74,8 +74,8 @@ class DriftReport:
     findings: list[DriftFinding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # not drift: pending migrations, what was not compared
 
-    def as_dict(self, error: NndbError | None = None) -> dict[str, object]:
-        """The ``--json`` document (schema: docs/drift.md)."""
+    def as_dict(self, error: str | None = None, exit_code: int | None = None) -> dict[str, object]:
+        """The ``--json`` document (schema: docs/drift.md); ``error``: the one line of a check that could not finish."""
         return {
             "schema": JSON_SCHEMA_VERSION,
             "stack": self.stack,
@@ -85,7 +85,7 @@ class DriftReport:
             "drift": bool(self.findings),
             "findings": [finding.as_dict() for finding in self.findings],
             "notes": self.notes,
-            "error": None if error is None else {"message": str(error), "exit_code": error.exit_code},
+            "error": None if error is None else {"message": error, "exit_code": exit_code},
         }
 
 

@@ -214,3 +214,42 @@ def test_ctrl_c_while_the_reference_is_built_drops_it_and_a_killed_runs_leftover
     assert result.returncode == 0, result.stdout + result.stderr
     assert "note: postgres: dropped 1 scratch database(s) a killed drift run left behind (nndb_drift_0123456789ab)" in result.stdout
     assert_no_scratch_left(deployed)
+
+
+def test_sigterm_while_the_reference_is_built_drops_it(deployed: DbStack) -> None:
+    """A real process, stopped mid-reference: a transaction holding auth_migrator's row makes the sandbox wait there."""
+    import subprocess
+    import time
+
+    from tests.fixtures.servers import CHILD_PYTHONPATH
+    from tests.integration.hooks_support import NNDB
+
+    blocker = deployed.postgres.connect(autocommit=False)
+    blocker.execute("ALTER ROLE auth_migrator CONNECTION LIMIT -1")  # row lock on auth_migrator until rollback
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(deployed.project), **CHILD_PYTHONPATH, **deployed.environ}
+    process = subprocess.Popen(
+        [NNDB, "drift", STACK], cwd=deployed.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        with deployed.postgres.connect() as watcher:
+            while time.monotonic() < deadline:
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nndb' AND wait_event_type = 'Lock'"
+                ).fetchone()
+                if waiting and waiting[0] and scratch_databases(deployed.postgres):
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("drift never reached the migrator's sandbox")
+        process.terminate()
+        time.sleep(0.5)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert stderr.strip().splitlines() == ["nndb: error: aborted"]
+    assert_no_scratch_left(deployed)
+    with deployed.postgres.connect() as conn:
+        assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'auth_migrator'").fetchone() == (None,)
