@@ -16,7 +16,8 @@ set (``nexanest_db.operations.redis_acl``). The ledger: an applied file whose ch
 ledger row whose file is gone.
 
 The run takes the hooks' run lock (a hooks run and a drift check never interleave: the sandbox sets the
-migrator's one-run password) and changes nothing live but that password, cleared again at the end.
+migrator's one-run password) and changes nothing live but that password, cleared again at the end —
+and, like any run holding the lock, a superuser rotation the server had not seen yet (said in a note).
 """
 
 from __future__ import annotations
@@ -452,6 +453,8 @@ def check_stack(
     for service in services:
         check_service(context, service, report, observer)
     check_redis(context, services, report, everything=everything)
+    for change in context.take_changes():  # the run lock's login completes a pending superuser rotation, as a hooks run would
+        report.notes.append(f"{change.subject}: {change.summary} (the server still had the previous credential)")
     report.findings.sort(key=sort_key)
     report.seconds = time.perf_counter() - started
     return report

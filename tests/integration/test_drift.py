@@ -173,6 +173,8 @@ def test_service_filter_and_unknown_service(deployed: DbStack) -> None:
     unknown = drift(deployed, "--service", "billing")
     assert unknown.returncode == ConfigError.exit_code
     assert unknown.stderr.strip() == "nndb: error: --service billing: no such service in local-db; known: analytics, auth, portfolio"
+    document = json.loads(drift(deployed, "--service", "billing", "--json").stdout)
+    assert document["error"] == {"message": unknown.stderr.strip().removeprefix("nndb: error: "), "exit_code": ConfigError.exit_code}
 
 
 def test_an_unreachable_server_is_one_line_with_the_connection_exit_code(deployed: DbStack) -> None:
@@ -253,3 +255,15 @@ def test_sigterm_while_the_reference_is_built_drops_it(deployed: DbStack) -> Non
     assert_no_scratch_left(deployed)
     with deployed.postgres.connect() as conn:
         assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'auth_migrator'").fetchone() == (None,)
+
+
+def test_a_superuser_rotation_the_server_had_not_seen_is_completed_and_said(deployed: DbStack) -> None:
+    environ = {
+        **deployed.environ,
+        "POSTGRES_PASSWORD": "pg-super-Rotated-99",
+        "POSTGRES_PASSWORD_PREVIOUS": deployed.environ["POSTGRES_PASSWORD"],
+    }
+    result = nndb(deployed, "drift", STACK, environ=environ, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: postgres: password rotated for superuser nexanest (the server still had the previous credential)" in result.stdout
+    assert "pg-super-" not in result.stdout + result.stderr
