@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -55,7 +56,7 @@ from nexanest_db.operations.redis_acl import WantedAclUser, default_user_differe
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.redis_session import acl_user
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
-from nexanest_db.sqlfiles import StepValues, load_step_file, one_line, run_steps
+from nexanest_db.sqlfiles import StepFailed, StepValues, load_step_file, one_line, run_steps
 
 SCHEMA_STEPS = "init/02-apply-schemas.sql"
 LEDGER_STEPS = "ledger/01-create-ledger.sql"
@@ -88,6 +89,27 @@ class DriftReport:
             "notes": self.notes,
             "error": None if error is None else {"message": error, "exit_code": exit_code},
         }
+
+
+def server_gone(exc: psycopg.Error) -> bool:
+    """The session ended under us (server down, connection lost), as opposed to an SQL error of the files or queries."""
+    state = exc.sqlstate or ""
+    return state.startswith(("08", "57P")) or (not state and isinstance(exc, psycopg.OperationalError))
+
+
+@contextmanager
+def lost_connections_named(context: HookContext, instance: str) -> Iterator[None]:
+    """A server that goes away mid-check: one ``ConnectionFailed`` line naming it (exit 4), not a traceback."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if not server_gone(exc):
+            raise
+        endpoint = context.endpoints.for_instance(instance)
+        raise ConnectionFailed(
+            f"{instance} at {endpoint.host}:{endpoint.port}: the connection was lost during the drift check ({one_line(exc)}); "
+            "check that the server is up, then run again"
+        ) from None
 
 
 def selected_services(context: HookContext, only: Sequence[str]) -> tuple[ServiceRoles, ...]:
@@ -143,8 +165,8 @@ def build_reference(
     permission_steps = load_step_file(sql_dir, PERMISSION_STEPS)
     migrations = [m for m in discover(sql_dir, service.service) if m.version in applied_versions]
     admin = context.pg(service.instance)
-    admin.execute(compose_query(sql_dir, "drift-scratch-create", database=scratch, owner_role=service.owner_role))
     try:
+        admin.execute(compose_query(sql_dir, "drift-scratch-create", database=scratch, owner_role=service.owner_role))
         if observer is not None:
             observer("scratch created", scratch)
         reference = replace(service, database=scratch)
@@ -244,8 +266,8 @@ def check_service(context: HookContext, service: ServiceRoles, report: DriftRepo
     live_rows = read_catalog(live_conn, load_query(sql_dir, "drift-catalog"))
     try:
         expected_rows = build_reference(context, service, set(applied), observer)
-    except (MigrationError, psycopg.Error) as exc:
-        if isinstance(exc, psycopg.OperationalError) and context.pg(service.instance).closed:
+    except (MigrationError, StepFailed, psycopg.Error) as exc:
+        if isinstance(exc, psycopg.Error) and server_gone(exc):
             raise
         reason = one_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
         report.findings.append(
@@ -446,12 +468,16 @@ def check_stack(
     report = DriftReport(stack=context.stack, checked_at=now(), services=[s.service for s in services])
     instances = sorted({s.instance for s in services})
     for instance in instances:
-        left = drop_leftovers(context, instance)
-        if left:
-            report.notes.append(f"{instance}: dropped {len(left)} scratch database(s) a killed drift run left behind ({', '.join(left)})")
-        check_roles(context, instance, services, report, everything=everything)
+        with lost_connections_named(context, instance):
+            left = drop_leftovers(context, instance)
+            if left:
+                report.notes.append(
+                    f"{instance}: dropped {len(left)} scratch database(s) a killed drift run left behind ({', '.join(left)})"
+                )
+            check_roles(context, instance, services, report, everything=everything)
     for service in services:
-        check_service(context, service, report, observer)
+        with lost_connections_named(context, service.instance):
+            check_service(context, service, report, observer)
     check_redis(context, services, report, everything=everything)
     for change in context.take_changes():  # the run lock's login completes a pending superuser rotation, as a hooks run would
         report.notes.append(f"{change.subject}: {change.summary} (the server still had the previous credential)")

@@ -267,3 +267,19 @@ def test_a_superuser_rotation_the_server_had_not_seen_is_completed_and_said(depl
     assert result.returncode == 0, result.stdout + result.stderr
     assert "note: postgres: password rotated for superuser nexanest (the server still had the previous credential)" in result.stdout
     assert "pg-super-" not in result.stdout + result.stderr
+
+
+def test_a_server_that_goes_away_mid_check_is_one_connection_error_naming_it(deployed: DbStack) -> None:
+    def stop_timescale(event: str, name: str) -> None:
+        if event == "scratch created" and name not in scratch_databases(deployed.postgres):
+            deployed.timescale.stop()  # the analytics reference, on timescale, is being built
+
+    context = context_for(deployed, run_lock=True, connect_timeout_s=2)
+    try:
+        with pytest.raises(ConnectionFailed) as failure:
+            check_stack(context, observer=stop_timescale)
+    finally:
+        context.close()
+    assert str(failure.value).startswith(f"timescale at 127.0.0.1:{deployed.timescale.port}: ")
+    assert "\n" not in str(failure.value)
+    assert scratch_databases(deployed.postgres) == []
