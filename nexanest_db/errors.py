@@ -8,7 +8,7 @@ the traceback).
 
 Exit codes: 1 a bug, 2 configuration or command-line usage, 3 secrets, 4 connection (including a
 server that stopped answering), 5 migration or run lock, 6 hook, 7 backup, 8 destroy refused,
-9 status red, 10 restore, 11 point-in-time recovery, 13 plan not computed, 130 interrupted.
+9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 130 interrupted.
 """
 
 BUG_EXIT_CODE = 1
@@ -87,6 +87,12 @@ class PitrError(NndbError):
     """Point-in-time recovery: the repository (barman), a base backup or a recovery failed or was refused."""
 
     exit_code = 11
+
+
+class DriftFound(NndbError):
+    """``nndb drift`` found the live databases differing from the ledger and the repository's files (each finding printed, one line each)."""
+
+    exit_code = 12
 
 
 class PlanFailed(NndbError):

@@ -34,7 +34,7 @@ from nexanest_db.operations.init_roles import STEP_FILE as ROLES_STEP_FILE
 from nexanest_db.operations.migrations import plan_service
 from nexanest_db.operations.permissions import STEP_FILE as PERMISSIONS_STEP_FILE
 from nexanest_db.operations.permissions import permission_values
-from nexanest_db.operations.redis_acl import acl_matches, acl_text, password_sha256
+from nexanest_db.operations.redis_acl import acl_text, service_user
 from nexanest_db.queries import load_query
 from nexanest_db.redis_session import acl_user
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, ServiceRoles, postgres_instances
@@ -278,13 +278,13 @@ class _Planner:
                 )
             )
         for service in self.context.services:
-            password_hash = password_sha256(self.context.password(service.redis_secret))
+            wanted = service_user(service, self.context.password(service.redis_secret))
             actual = acl_user(client, service.redis_user)
-            if acl_matches(actual, service, password_hash):
+            if not wanted.differences(actual):
                 continue
             if actual is None:
                 step = f"created Redis user {service.redis_user} (keys {service.redis_prefix}*)"
-            elif acl_matches({**actual, "passwords": [password_hash]}, service, password_hash):
+            elif not wanted.differences({**actual, "passwords": [wanted.password_sha256]}):
                 step = f"password rotated for Redis user {service.redis_user}"
             else:
                 step = f"reset Redis user {service.redis_user} to keys {service.redis_prefix}*"

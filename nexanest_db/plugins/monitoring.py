@@ -11,14 +11,13 @@ Idempotent like the other steps: nothing runs, and nothing is reported, when the
 
 from __future__ import annotations
 
-import hashlib
-
 import redis
 
 from nexanest_db import scram
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.monitoring import MONITOR_SECRETS, MonitoringIdentities, load_identities
+from nexanest_db.operations.redis_acl import monitor_user
 from nexanest_db.redis_session import acl_user
 from nexanest_db.roles import postgres_instances
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
@@ -28,10 +27,6 @@ STEP_FILE = "init/04-monitoring-role.sql"
 
 def _identities(context: HookContext) -> MonitoringIdentities:
     return load_identities(context.paths.monitoring_dir)
-
-
-def _text(value: object) -> str:
-    return " ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value or "")
 
 
 @hookimpl
@@ -66,23 +61,11 @@ def nndb_init_sql(context: HookContext) -> list[Change]:
 def nndb_set_permissions(context: HookContext) -> list[Change]:
     identity = _identities(context).redis
     client = context.redis()
-    digest = hashlib.sha256(context.password(MONITOR_SECRETS["redis"]).encode("utf-8")).hexdigest()
+    wanted = monitor_user(identity, context.password(MONITOR_SECRETS["redis"]), MONITOR_SECRETS["redis"])
     actual = acl_user(client, identity.user)
-    if actual is not None:
-        flags = _text(actual.get("flags")).split()
-        # Redis reorders the rules it reports: compare them as a set.
-        wanted_commands = {"-@all", *identity.commands}
-        if (
-            "on" in flags
-            and "nopass" not in flags
-            and _text(actual.get("passwords")).split() == [digest]
-            and not _text(actual.get("keys"))
-            and not _text(actual.get("channels"))
-            and set(_text(actual.get("commands")).split()) == wanted_commands
-            and not actual.get("selectors")
-        ):
-            return []
-    client.execute_command("ACL", "SETUSER", identity.user, "reset", "on", f"#{digest}", *identity.commands)
+    if actual is not None and not wanted.differences(actual):  # Redis reorders the rules it reports: compared as a set
+        return []
+    client.execute_command("ACL", "SETUSER", identity.user, "reset", "on", f"#{wanted.password_sha256}", *identity.commands)
     try:
         client.execute_command("ACL", "SAVE")
     except redis.ResponseError as exc:

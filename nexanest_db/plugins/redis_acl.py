@@ -15,7 +15,7 @@ import redis
 
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
-from nexanest_db.operations.redis_acl import acl_matches, acl_text, password_sha256, wanted_rules
+from nexanest_db.operations.redis_acl import acl_text, service_user, sha256_hex
 from nexanest_db.redis_session import acl_user as get_user
 from nexanest_db.roles import REDIS_DEFAULT_SECRET
 
@@ -34,19 +34,17 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
     default = get_user(client, "default") or {}
     if "nopass" in acl_text(default.get("flags")).split() or not acl_text(default.get("passwords")):
         # Raw ACL SETUSER: redis-py's acl_setuser() would also switch the user "off" unless told otherwise.
-        client.execute_command(
-            "ACL", "SETUSER", "default", "on", "resetpass", f"#{password_sha256(context.password(REDIS_DEFAULT_SECRET))}"
-        )
+        client.execute_command("ACL", "SETUSER", "default", "on", "resetpass", f"#{sha256_hex(context.password(REDIS_DEFAULT_SECRET))}")
         changes.append(Change(subject="redis", summary="default user password-protected"))
     for service in context.services:
-        password_hash = password_sha256(context.password(service.redis_secret))
+        wanted = service_user(service, context.password(service.redis_secret))
         actual = get_user(client, service.redis_user)
-        if acl_matches(actual, service, password_hash):
+        if not wanted.differences(actual):
             continue
-        client.execute_command("ACL", "SETUSER", service.redis_user, *wanted_rules(service, password_hash))
+        client.execute_command("ACL", "SETUSER", service.redis_user, *wanted.rules)
         if actual is None:
             summary = f"created Redis user {service.redis_user} (keys {service.redis_prefix}*)"
-        elif acl_matches({**actual, "passwords": [password_hash]}, service, password_hash):
+        elif not wanted.differences({**actual, "passwords": [wanted.password_sha256]}):
             summary = f"password rotated for Redis user {service.redis_user}"
         else:
             summary = f"reset Redis user {service.redis_user} to keys {service.redis_prefix}*"
