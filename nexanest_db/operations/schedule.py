@@ -17,7 +17,7 @@ from pathlib import Path
 
 from croniter import croniter
 
-from nexanest_db.backups import Catalog
+from nexanest_db.backups import Catalog, catalog_lock
 from nexanest_db.errors import ConfigError
 
 RUNS_FILE = "schedule.json"
@@ -55,12 +55,16 @@ def _hours(delta: timedelta) -> str:
 
 
 def record_run(directory: Path, *, started: datetime, ok: bool, backup_ids: list[str], detail: str = "") -> None:
-    """Append one scheduled run to ``schedule.json`` (atomically; the last ``KEEP_RUNS`` are kept)."""
-    runs = scheduled_runs(directory)
-    runs.append({"started_at": started.isoformat(timespec="seconds"), "ok": ok, "backups": backup_ids, "detail": detail})
-    tmp = directory / f".{RUNS_FILE}.tmp"
-    tmp.write_text(json.dumps({"runs": runs[-KEEP_RUNS:]}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, directory / RUNS_FILE)
+    """Append one scheduled run to ``schedule.json`` (atomically; the last ``KEEP_RUNS`` are kept).
+
+    Under the catalog lock: with an off-host repository the record is pulled, appended and pushed back.
+    """
+    with catalog_lock(directory):
+        runs = scheduled_runs(directory)
+        runs.append({"started_at": started.isoformat(timespec="seconds"), "ok": ok, "backups": backup_ids, "detail": detail})
+        tmp = directory / f".{RUNS_FILE}.tmp"
+        tmp.write_text(json.dumps({"runs": runs[-KEEP_RUNS:]}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, directory / RUNS_FILE)
 
 
 def scheduled_runs(directory: Path) -> list[dict]:
