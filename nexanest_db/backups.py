@@ -371,14 +371,14 @@ class _HashingWriter:
         return len(data)
 
 
-def _dump_encrypted(argv: list[str], target: PgTarget, path: Path, key: BackupKey, what: str) -> tuple[str, int]:
-    """Run ``argv`` (pg_dump to stdout) and encrypt its output into ``path``; return (sha256, size) of the file.
+def dump_encrypted(argv: list[str], env: Mapping[str, str], path: Path, key: BackupKey, what: str) -> tuple[str, int]:
+    """Run ``argv`` (pg_dump, or redis-cli --rdb, to stdout) and encrypt its output into ``path``; return (sha256, size) of the file.
 
     The file appears under its name only when pg_dump succeeded and the last chunk is written;
     a failure leaves nothing behind.
     """
     partial = path.with_name(f".{path.name}.partial")
-    process = subprocess.Popen(argv, env=target.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     stdout, stderr = process.stdout, _StderrDrain(process.stderr)
     try:
@@ -491,7 +491,7 @@ def take_backup(
         snapshot = row[0] if row else ""
         counts = _row_counts(conn, sql_dir)
         argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", *target.argv(service.database)]  # the archive goes to stdout
-        digest, size = _dump_encrypted(argv, target, path, key, f"pg_dump of {service.subject}")
+        digest, size = dump_encrypted(argv, target.env(), path, key, f"pg_dump of {service.subject}")
     return BackupRecord(
         id=f"{stamp}-{service.instance}-{service.database}",
         subject=service.subject,
@@ -593,7 +593,8 @@ def mark_verified(record: BackupRecord, *, ok: bool, detail: str) -> None:
 # --- what a killed run leaves behind ----------------------------------------------------------
 
 SCRATCH_PREFIX = "nndb_verify_"
-_DUMP_SUFFIXES = (ENCRYPTED_SUFFIX, ".dump")
+REDIS_SUFFIX = ".rdb.enc"  # Redis RDB snapshots (nexanest_db.operations.redis_backup)
+_DUMP_SUFFIXES = (ENCRYPTED_SUFFIX, ".dump", REDIS_SUFFIX)
 
 
 def leftover_files(catalog: Catalog) -> list[Path]:

@@ -313,5 +313,5 @@ def push(directory: Path, repository: SshRepository, before: dict[str, str]) -> 
 def drop_local_dumps(directory: Path) -> None:
     """The cache keeps no dump: each lives in the repository (fetched again when needed)."""
     for path in directory.glob("*/*/*"):
-        if path.is_file() and not path.is_symlink() and path.name.endswith((".dump.enc", ".dump")) and path.parts[-3] != "pitr":
+        if path.is_file() and not path.is_symlink() and path.name.endswith((".dump.enc", ".dump", ".rdb.enc")) and path.parts[-3] != "pitr":
             path.unlink(missing_ok=True)

@@ -20,6 +20,9 @@ done
 # PostgreSQL 15 client tools (pg_dump/pg_restore for backups) are always needed; the servers
 # (PostgreSQL 15, Redis 7) only for the test suite, which starts its own on free ports.
 packages=(postgresql-client-15)
+# Redis backups (docs/backups.md#redis): redis-cli --rdb takes them, redis-check-rdb proves them, and the same binary
+# as a scratch redis-server loads one for a restore.
+packages+=(redis-tools)
 [[ $want_test_servers == 1 ]] && packages+=(postgresql-15 redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter)
 # The off-host backup repository (docs/backups.md#repository) is reached over ssh; the tests stand up a
 # second "backup host" with Debian's sshd (started by the fixture, no service) as the user nndb-backup.

@@ -128,7 +128,7 @@ def test_backups_live_in_the_repository_and_any_operator_restores_from_it(
         out, err = process.communicate(timeout=240)
         assert process.returncode == 0, out + err
     both = repository.catalog()
-    assert len(both["backups"]) == 9, [b["id"] for b in both["backups"]]
+    assert len(both["backups"]) == 11, [b["id"] for b in both["backups"]]
     assert all((repository.stack_dir / b["file"]).stat().st_uid == owner for b in both["backups"])
     assert not list(repository.stack_dir.rglob(".*.partial"))
     runs_file = json.loads((repository.stack_dir / "schedule.json").read_text())
@@ -141,7 +141,7 @@ def test_backups_live_in_the_repository_and_any_operator_restores_from_it(
     ok(nndb(db_stack, "backup", "restore", "local-db", "portfolio", "--backup", chosen["id"], environ=env_b))
     assert portfolios(db_stack) == chosen["row_counts"]["portfolio.portfolios"]
     after = repository.catalog()
-    assert len(after["backups"]) == 10, "the fresh backup of the state before the restore is in the repository"
+    assert len(after["backups"]) == 12, "the fresh backup of the state before the restore is in the repository"
     assert ok(nndb(db_stack, "backup", "verify", "local-db", environ=env_b)).strip().endswith("3 latest backups restored and verified")
     assert not [p for p in (tmp_path / "operator-b-cache").rglob("*") if p.name.endswith(".dump.enc")], "B's cache keeps no dump"
 
