@@ -234,7 +234,8 @@ def bind(directory: Path, repository: SshRepository | None) -> None:
     """Record (or forget) which repository ``directory`` caches: what the catalog code below consults."""
     binding = directory / BINDING
     if repository is None:
-        binding.unlink(missing_ok=True)
+        with suppress(OSError):  # no directory (yet): nothing is bound; the backup code reports what is wrong with it
+            binding.unlink(missing_ok=True)
         return
     payload = {
         "url": repository.url,

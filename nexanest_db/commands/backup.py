@@ -206,6 +206,7 @@ def verify(
                         continue
                     console.print(f"  = {service.subject:<20} {record.id} restored: {detail}", markup=False)
                 redis_record = catalog.latest(REDIS_SUBJECT)
+                checked = len(context.services) + (redis_record is not None)
                 if redis_record is not None:  # Redis snapshots come from `nndb backup run` (not the deploy's hook)
                     try:
                         detail = verify_redis_backup(context, catalog, redis_record)
@@ -223,12 +224,10 @@ def verify(
     if textfile_dir is not None:
         _write_metrics(stack, project_dir, backup_dir, textfile_dir)
     if failures:
-        raise BackupError(
-            f"backup verify: {len(failures)} of {len(context.services)} latest backups cannot be restored — first: {failures[0]}"
-        )
+        raise BackupError(f"backup verify: {len(failures)} of {checked} latest backups cannot be restored — first: {failures[0]}")
     if overdue_lines:
         raise BackupError(f"backup verify: {len(overdue_lines)} of {len(context.services)} databases overdue — first: {overdue_lines[0]}")
-    console.print(f"backup: {len(context.services)} latest backups restored and verified", markup=False)
+    console.print(f"backup: {checked} latest backups restored and verified", markup=False)
 
 
 Service = Annotated[str, typer.Argument(help="the service (auth, portfolio, analytics) or its <instance>/<database>; or redis")]
@@ -348,4 +347,11 @@ def _add_pitr() -> None:
     app.add_typer(pitr.app, name="pitr")
 
 
+def _add_schedule() -> None:
+    from nexanest_db.commands import schedule
+
+    app.add_typer(schedule.app, name="schedule")
+
+
 _add_pitr()
+_add_schedule()

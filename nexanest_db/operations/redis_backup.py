@@ -109,7 +109,8 @@ def verify_redis_backup(context: HookContext, catalog: Catalog, record: BackupRe
         process = subprocess.Popen(
             [_tool("redis-check-rdb"), "/dev/stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        output = _feed(process, path, backup_key(context), f"{REDIS_SUBJECT}: backup file {path}")
+        key = backup_key(context) if record.encrypted else None  # an unencrypted record is read as it is
+        output = _feed(process, path, key, f"{REDIS_SUBJECT}: backup file {path}")
         match = _KEYS_READ.search(output)
         if process.returncode != 0 or "RDB looks OK" not in output or match is None:
             lines = [line for line in output.splitlines() if "error" in line.lower() or "fail" in line.lower()]
@@ -123,7 +124,7 @@ def verify_redis_backup(context: HookContext, catalog: Catalog, record: BackupRe
     return detail
 
 
-def _feed(process: subprocess.Popen[bytes], path: Path, key: BackupKey, label: str) -> str:
+def _feed(process: subprocess.Popen[bytes], path: Path, key: BackupKey | None, label: str) -> str:
     """Decrypt ``path`` into the process's stdin; its combined output once it exits."""
     assert process.stdin is not None and process.stdout is not None
     chunks: list[bytes] = []
@@ -131,7 +132,8 @@ def _feed(process: subprocess.Popen[bytes], path: Path, key: BackupKey, label: s
     reader.start()
     try:
         with path.open("rb") as source:
-            for plaintext in decrypt_chunks(source, key):
+            blocks = decrypt_chunks(source, key) if key is not None else iter(lambda: source.read(1 << 20), b"")
+            for plaintext in blocks:
                 process.stdin.write(plaintext)
     except DecryptionError as exc:
         process.kill()

@@ -142,7 +142,7 @@ def test_backups_live_in_the_repository_and_any_operator_restores_from_it(
     assert portfolios(db_stack) == chosen["row_counts"]["portfolio.portfolios"]
     after = repository.catalog()
     assert len(after["backups"]) == 12, "the fresh backup of the state before the restore is in the repository"
-    assert ok(nndb(db_stack, "backup", "verify", "local-db", environ=env_b)).strip().endswith("3 latest backups restored and verified")
+    assert ok(nndb(db_stack, "backup", "verify", "local-db", environ=env_b)).strip().endswith("4 latest backups restored and verified")
     assert not [p for p in (tmp_path / "operator-b-cache").rglob("*") if p.name.endswith(".dump.enc")], "B's cache keeps no dump"
 
     # Export from B: the dump is fetched, checked and decrypted into a pg_restore-able file.
