@@ -87,3 +87,9 @@ class PitrError(NndbError):
     """Point-in-time recovery: the repository (barman), a base backup or a recovery failed or was refused."""
 
     exit_code = 11
+
+
+class ScheduleError(NndbError):
+    """The backup schedule is not installed on this host, is stale, or its runs stopped (``nndb backup schedule check``)."""
+
+    exit_code = 12
