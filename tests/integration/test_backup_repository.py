@@ -145,6 +145,27 @@ def test_backups_live_in_the_repository_and_any_operator_restores_from_it(
     assert ok(nndb(db_stack, "backup", "verify", "local-db", environ=env_b)).strip().endswith("4 latest backups restored and verified")
     assert not [p for p in (tmp_path / "operator-b-cache").rglob("*") if p.name.endswith(".dump.enc")], "B's cache keeps no dump"
 
+    # A writer holding the lock (a run elsewhere) makes the next one wait, then give up with one line; when the
+    # holder dies (its ssh session ends: kill -9, a dropped link) the lock is free again.
+    hold = f"flock {repository.stack_dir}/.lock sh -c 'echo held && exec cat >/dev/null'"
+    holder = subprocess.Popen(
+        ["ssh", *backup_ssh_target.ssh_opts, "-l", BACKUP_USER, backup_ssh_target.host, "--", hold],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        config_b = Path(env_b["NNDB_PROJECT_DIR"]) / "config" / "local.toml"
+        config_b.write_text(config_b.read_text() + "lock_timeout_s = 2\n")  # still inside [backup.repository]
+        blocked = nndb(db_stack, "backup", "run", "local-db", environ=env_b)
+        assert blocked.returncode == BackupError.exit_code, blocked.stdout + blocked.stderr
+        assert "another nndb run held the lock for 2s" in blocked.stderr and len(blocked.stderr.splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(repository.catalog()["backups"]) == 12, "the blocked run changed nothing"
+    ok(nndb(db_stack, "backup", "run", "local-db", "--no-verify", "--no-redis", environ=env_b))
+
     # Export from B: the dump is fetched, checked and decrypted into a pg_restore-able file.
     exported = tmp_path / "portfolio.dump"
     ok(nndb(db_stack, "backup", "export", "local-db", "portfolio", "--backup", chosen["id"], "-o", str(exported), environ=env_b))
