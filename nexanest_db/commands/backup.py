@@ -18,7 +18,14 @@ from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
 from nexanest_db.operations.backup_metrics import write_backup_textfile
-from nexanest_db.operations.redis_backup import REDIS_NAMES, REDIS_SUBJECT, restore_redis, take_redis_backup, verify_redis_backup
+from nexanest_db.operations.redis_backup import (
+    REDIS_NAMES,
+    REDIS_SUBJECT,
+    export_redis,
+    restore_redis,
+    take_redis_backup,
+    verify_redis_backup,
+)
 from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
 from nexanest_db.operations.retention import prune_dumps
 from nexanest_db.operations.schedule import overdue, record_run, scheduled_runs
@@ -327,6 +334,17 @@ def export(
     resolved = resolve(stack, project_dir)
     before_time = parse_time(before) if before is not None else None
     context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, run_lock=False)
+    if service in REDIS_NAMES:
+        try:
+            catalog = Catalog.load(context.backup_dir, stack)
+            record = choose_backup(catalog, REDIS_SUBJECT, backup_id=backup_id, before=before_time)
+            size = export_redis(context, catalog, record, output)
+        finally:
+            context.close()
+        console.print(
+            f"export: {REDIS_SUBJECT} backup {record.id} written to {output} ({_size(size)}, mode 0600, an RDB file)", markup=False
+        )
+        return
     target = find_service(context.services, service)
     try:
         catalog = Catalog.load(context.backup_dir, stack)

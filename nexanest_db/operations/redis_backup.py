@@ -387,3 +387,33 @@ def restore_redis(
     finally:
         live.close()
     return RedisRestoreResult(restored=record, fresh=fresh, keys=copied, removed=removed)
+
+
+def export_redis(context: HookContext, catalog: Catalog, record: BackupRecord, output: Path) -> int:
+    """A plain RDB file at ``output`` (0600, never over an existing file), checked by redis-check-rdb; its size.
+
+    What an operator puts in a stopped server's data directory as ``dump.rdb`` (with ``appendonly no``
+    for that first start), or hands to any RDB tool.
+    """
+    source = authenticate_file(catalog, record, backup_key(context))
+    if output.exists() or output.is_symlink():
+        raise RestoreError(f"{output}: already exists; name a new file (export never overwrites)")
+    if not output.parent.is_dir():
+        raise RestoreError(f"{output.parent}: no such directory; create it first")
+    partial = output.with_name(f".{output.name}.partial")
+    size = 0
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle, source.open("rb") as encrypted:
+            for plaintext in decrypt_chunks(encrypted, backup_key(context)):
+                handle.write(plaintext)
+                size += len(plaintext)
+        check = subprocess.run([_tool("redis-check-rdb"), str(partial)], capture_output=True, text=True, check=False)
+        if check.returncode != 0 or "RDB looks OK" not in check.stdout:
+            raise RestoreError(f"{output}: redis-check-rdb cannot read the exported snapshot")
+        os.replace(partial, output)
+    except (DecryptionError, OSError) as exc:
+        raise RestoreError(f"{output}: cannot export ({exc})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return size

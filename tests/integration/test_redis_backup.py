@@ -117,6 +117,13 @@ def test_redis_is_backed_up_encrypted_and_restored_into_the_running_server(own_s
     fresh = redis_records(own_stack)[-1]
     assert fresh["verified"] and fresh["row_counts"] == {"keys": 204}, "the state before the restore was kept"
 
+    exported = own_stack.project / "redis.rdb"
+    export = nndb(own_stack, "backup", "export", "local-db", "redis", "--backup", record["id"], "-o", str(exported))
+    assert export.returncode == 0, export.stdout + export.stderr
+    assert exported.read_bytes()[:5] == b"REDIS" and (exported.stat().st_mode & 0o777) == 0o600
+    check = subprocess.run(["redis-check-rdb", str(exported)], capture_output=True, text=True, check=False)
+    assert "[info] 304 keys read" in check.stdout
+
     verify = nndb(own_stack, "backup", "verify", "local-db")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"redis/dataset        {fresh['id']} RDB checked, 204 keys" in verify.stdout
