@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def main() -> int:
             print(f"{name:<28} {ours:7.1f}s   baseline {base_name:<26} {base:7.1f}s   ratio {ratio:4.2f} (target <= {TARGET}) {verdict}")
 
         if not args.no_pitr:
-            repo = pitr.Repository.for_context(context)
+            repo = pitr.Repository.for_context(context, environ=os.environ)
             setup_s, _ = timed(lambda: pitr.setup(context, repo))
             base_s, _ = timed(lambda: pitr.base_backup(context, repo, "postgres"))
             recover_s, result = timed(lambda: pitr.recover(context, repo, "postgres", target=None, destination=scratch / "r", start=True))

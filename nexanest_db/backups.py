@@ -44,6 +44,7 @@ from nexanest_db.backup_crypto import BackupKey, DecryptionError, Encryptor, Key
 from nexanest_db.config import BackupPolicy, HostPort
 from nexanest_db.errors import BackupError
 from nexanest_db.queries import compose_query, load_query
+from nexanest_db.repository import bound, pull, push
 from nexanest_db.roles import ServiceRoles
 
 CATALOG = "catalog.json"
@@ -94,6 +95,9 @@ class Catalog:
     def load(cls, directory: Path, stack: str) -> Catalog:
         """The catalog in ``directory``, every record checked (types, dates, files confined to ``directory``)."""
         path = directory / CATALOG
+        remote = bound(directory)
+        if remote is not None and directory.resolve() not in _HELD:
+            pull(directory, remote)  # a reader: the repository's catalog as it is now (a writer pulled under the lock)
         if not path.exists() and not path.is_symlink():
             return cls(directory=directory, stack=stack)
         if path.is_symlink() or not path.is_file():
@@ -171,6 +175,14 @@ class Catalog:
             )
         return path
 
+    def local_file(self, record: BackupRecord) -> Path:
+        """``path_of(record)``, fetched from the off-host repository first when this directory caches one."""
+        path = self.path_of(record)
+        remote = bound(self.directory)
+        if remote is not None and not path.is_file():
+            remote.download(record.file, path, record.sha256)
+        return path
+
 
 MAX_CATALOG_BYTES = 64 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -246,9 +258,28 @@ def catalog_lock(directory: Path) -> Iterator[None]:
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            remote = bound(directory)
+            if remote is None:
+                yield
+            else:
+                with remote.locked():
+                    remote.remove_partials()
+                    before = pull(directory, remote)
+                    _HELD.add(directory.resolve())
+                    try:
+                        yield
+                    except BaseException:
+                        with suppress(BackupError):  # what the block recorded (a failed verification) still reaches the catalog
+                            push(directory, remote, before)
+                        raise
+                    finally:
+                        _HELD.discard(directory.resolve())
+                    push(directory, remote, before)
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_HELD: set[Path] = set()  # local directories whose repository lock this process holds (their catalog was pulled under it)
 
 
 # --- client tools -------------------------------------------------------------------------------
@@ -340,14 +371,14 @@ class _HashingWriter:
         return len(data)
 
 
-def _dump_encrypted(argv: list[str], target: PgTarget, path: Path, key: BackupKey, what: str) -> tuple[str, int]:
-    """Run ``argv`` (pg_dump to stdout) and encrypt its output into ``path``; return (sha256, size) of the file.
+def dump_encrypted(argv: list[str], env: Mapping[str, str], path: Path, key: BackupKey, what: str) -> tuple[str, int]:
+    """Run ``argv`` (pg_dump, or redis-cli --rdb, to stdout) and encrypt its output into ``path``; return (sha256, size) of the file.
 
     The file appears under its name only when pg_dump succeeded and the last chunk is written;
     a failure leaves nothing behind.
     """
     partial = path.with_name(f".{path.name}.partial")
-    process = subprocess.Popen(argv, env=target.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     stdout, stderr = process.stdout, _StderrDrain(process.stderr)
     try:
@@ -460,7 +491,7 @@ def take_backup(
         snapshot = row[0] if row else ""
         counts = _row_counts(conn, sql_dir)
         argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", *target.argv(service.database)]  # the archive goes to stdout
-        digest, size = _dump_encrypted(argv, target, path, key, f"pg_dump of {service.subject}")
+        digest, size = dump_encrypted(argv, target.env(), path, key, f"pg_dump of {service.subject}")
     return BackupRecord(
         id=f"{stamp}-{service.instance}-{service.database}",
         subject=service.subject,
@@ -498,7 +529,7 @@ def verify_backup(
     fail before anything is restored), then decrypted again into pg_restore's stdin. ``key`` may
     be ``None`` only for an unencrypted backup from before encryption at rest.
     """
-    path = catalog.path_of(record)
+    path = catalog.local_file(record)
     if not path.is_file():
         raise BackupError(f"{record.subject}: backup {record.id} is missing its file {path}; run `nndb backup run`")
     if _sha256(path) != record.sha256:
@@ -562,7 +593,8 @@ def mark_verified(record: BackupRecord, *, ok: bool, detail: str) -> None:
 # --- what a killed run leaves behind ----------------------------------------------------------
 
 SCRATCH_PREFIX = "nndb_verify_"
-_DUMP_SUFFIXES = (ENCRYPTED_SUFFIX, ".dump")
+REDIS_SUFFIX = ".rdb.enc"  # Redis RDB snapshots (nexanest_db.operations.redis_backup)
+_DUMP_SUFFIXES = (ENCRYPTED_SUFFIX, ".dump", REDIS_SUFFIX)
 
 
 def leftover_files(catalog: Catalog) -> list[Path]:

@@ -382,11 +382,60 @@ class SecretsConfig(_Model):
         return self
 
 
+# --- backup repository off the database host (issue 11 point 4; docs/backups.md#repository) ------------
+_REPOSITORY_URL = re.compile(
+    r"^ssh://(?P<user>[a-z_][a-z0-9_.-]{0,31})@(?P<host>[A-Za-z0-9.:\[\]-]+?)(?::(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9._/-]*)$"
+)
+
+
+class BackupRepository(_Model):
+    """Where the catalog and the dumps of every stack of the environment live: ``<path>/<stack>/`` on a
+    backup host reached over ssh. The ssh identity comes from the operator's ssh config or agent, never
+    from here (``ssh_opts`` may name a config file, never a secret)."""
+
+    url: str = Field(description="ssh://user@host[:port]/absolute/path")
+    ssh_opts: list[str] = Field(default_factory=list, description="extra ssh options, e.g. ['-F', '/etc/nndb/ssh_config']")
+    lock_timeout_s: float = Field(default=900.0, gt=0, le=86400, description="how long a writer waits for the repository lock")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        match = _REPOSITORY_URL.match(value)
+        if match is None or ".." in value.split("/") or (match["port"] and not 0 < int(match["port"]) < 65536):
+            raise ValueError(f"{_shown(value)} must be ssh://user@host[:port]/absolute/path (letters, digits, . _ - / only)")
+        check_host(match["host"].strip("[]"))
+        return value
+
+    @property
+    def user(self) -> str:
+        return self._parts()["user"]
+
+    @property
+    def host(self) -> str:
+        return self._parts()["host"].strip("[]")
+
+    @property
+    def port(self) -> int | None:
+        port = self._parts()["port"]
+        return int(port) if port else None
+
+    @property
+    def path(self) -> str:
+        return self._parts()["path"].rstrip("/") or "/"
+
+    def _parts(self) -> re.Match[str]:
+        match = _REPOSITORY_URL.match(self.url)
+        assert match is not None  # checked by the validator
+        return match
+
+
 class BackupPolicy(_Model):
     schedule: str = Field(min_length=1, description="cron expression, e.g. '0 2 * * *' (ADR: daily)")
     retention_days: int = Field(ge=1, le=3650)
     pitr: bool = False
     directory: str = Field(default="backups", min_length=1, description="catalog and dump directory, relative to the project root")
+    # Off the host (docs/backups.md#repository): unset, the directory above is the repository.
+    repository: BackupRepository | None = None
 
     @field_validator("directory")
     @classmethod

@@ -8,7 +8,7 @@ the traceback).
 
 Exit codes: 1 a bug, 2 configuration or command-line usage, 3 secrets, 4 connection (including a
 server that stopped answering), 5 migration or run lock, 6 hook, 7 backup, 8 destroy refused,
-9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 130 interrupted.
+9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 14 backup schedule missing or late, 130 interrupted.
 """
 
 BUG_EXIT_CODE = 1
@@ -99,3 +99,9 @@ class PlanFailed(NndbError):
     """``nndb plan`` could not compute the infrastructure changes: synth at the base ref, or terraform plan/show, failed."""
 
     exit_code = 13
+
+
+class ScheduleError(NndbError):
+    """The backup schedule is not installed on this host, is stale, or its runs stopped (``nndb backup schedule check``)."""
+
+    exit_code = 14

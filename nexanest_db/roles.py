@@ -18,6 +18,8 @@ from nexanest_db.config import EnvironmentConfig, ServiceConfig
 
 SUPERUSER_SECRETS: dict[str, str] = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
 REDIS_DEFAULT_SECRET = "redis_default"  # noqa: S105 -- a secret NAME, not a value
+# barman's login on each PostgreSQL instance where [backup] pitr = true (sql/init/04-replication-role.sql)
+REPLICATION_ROLE = "nndb_replication"
 REDIS_SERVICE_COMMANDS: tuple[str, ...] = ("+@all", "-@dangerous")
 
 

@@ -20,7 +20,14 @@ done
 # PostgreSQL 15 client tools (pg_dump/pg_restore for backups) are always needed; the servers
 # (PostgreSQL 15, Redis 7) only for the test suite, which starts its own on free ports.
 packages=(postgresql-client-15)
+# Redis backups (docs/backups.md#redis): redis-cli --rdb takes them, redis-check-rdb proves them, and the same binary
+# as a scratch redis-server loads one for a restore.
+packages+=(redis-tools)
 [[ $want_test_servers == 1 ]] && packages+=(postgresql-15 redis-server prometheus prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter)
+# The off-host backup repository (docs/backups.md#repository) is reached over ssh; the tests stand up a
+# second "backup host" with Debian's sshd (started by the fixture, no service) as the user nndb-backup.
+packages+=(openssh-client)
+[[ $want_test_servers == 1 ]] && packages+=(openssh-server)
 # Point-in-time recovery (docs/backups.md): barman on the machine that keeps the repository; pinned to Debian 12's.
 packages+=(barman)
 declare -A pins=([barman]=3.4.0-1)
@@ -37,6 +44,15 @@ if ((${#missing[@]})); then
   apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
+fi
+
+if [[ $want_test_servers == 1 ]] && ! id nndb-backup >/dev/null 2>&1; then
+  [[ $(id -u) == 0 ]] || die "creating the test backup-host user nndb-backup needs root"
+  # Owns the test repository (mode 0700): the tests write to it only through ssh as this user.
+  useradd --system --create-home --home-dir /var/lib/nndb-backup --shell /bin/sh --comment "nexanest-db backup repository test user" nndb-backup \
+    || die "useradd nndb-backup failed"
+  usermod -p '*' nndb-backup # '*': no password, but not locked ('!'), which sshd refuses even with a valid key
+  log "created system user nndb-backup (the test backup host's repository owner)"
 fi
 
 python=${PYTHON:-python3.11}

@@ -11,13 +11,21 @@ from typing import Annotated
 import typer
 
 from nexanest_db.backups import Catalog, catalog_lock, clean_leftovers
-from nexanest_db.commands.common import resolve
+from nexanest_db.commands.common import Resolved, resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, backup_dir_for, build_context, configure_logging, console
 from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ProjectDir, Stack
 from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
 from nexanest_db.operations.backup_metrics import write_backup_textfile
+from nexanest_db.operations.redis_backup import (
+    REDIS_NAMES,
+    REDIS_SUBJECT,
+    export_redis,
+    restore_redis,
+    take_redis_backup,
+    verify_redis_backup,
+)
 from nexanest_db.operations.restore import choose_backup, export_backup, find_service, parse_time, restore_service
 from nexanest_db.operations.retention import prune_dumps
 from nexanest_db.operations.schedule import overdue, record_run, scheduled_runs
@@ -62,21 +70,22 @@ def run(
     as_json: AsJson = False,
     scheduled: bool = typer.Option(False, "--scheduled", help="record this run in schedule.json (what the scheduler passes)"),
     textfile_dir: TextfileDir = None,
+    with_redis: bool = typer.Option(True, "--redis/--no-redis", help="also snapshot Redis (RDB, encrypted like the dumps)"),
 ) -> None:
-    """Back up every service database now (pg_dump -Fc, encrypted at rest), prove it, and prune past the retention."""
+    """Back up every service database and Redis now (encrypted at rest), prove each, and prune past the retention."""
     try:
         if scheduled:
             started = datetime.now(UTC)
             directory = backup_dir_for(resolve(stack, project_dir), backup_dir)
             try:
-                ids = _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+                ids = _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json, with_redis=with_redis)
             except Exception as exc:
                 directory.mkdir(parents=True, exist_ok=True)
                 record_run(directory, started=started, ok=False, backup_ids=[], detail=str(exc))
                 raise
             record_run(directory, started=started, ok=True, backup_ids=ids)
             return
-        _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json)
+        _run(stack, project_dir, backup_dir, verify, connect_timeout, as_json, with_redis=with_redis)
     finally:  # a failed run writes the metrics too: they keep the old timestamps, which is what the alert needs
         if textfile_dir is not None:
             _write_metrics(stack, project_dir, backup_dir, textfile_dir)
@@ -90,7 +99,16 @@ def _write_metrics(stack: str, project_dir: Path | None, backup_dir: Path | None
     console.print(f"backup: metrics written to {written}", markup=False)
 
 
-def _run(stack: str, project_dir: Path | None, backup_dir: Path | None, verify: bool, connect_timeout: float, as_json: bool) -> list[str]:
+def _run(
+    stack: str,
+    project_dir: Path | None,
+    backup_dir: Path | None,
+    verify: bool,
+    connect_timeout: float,
+    as_json: bool,
+    *,
+    with_redis: bool = True,
+) -> list[str]:
     resolved = resolve(stack, project_dir)
     context = build_context(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
@@ -106,6 +124,11 @@ def _run(stack: str, project_dir: Path | None, backup_dir: Path | None, verify: 
                     taken.append(record)
                     if not as_json:
                         console.print(f"  + {service.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
+                if with_redis:
+                    record, detail = take_redis_backup(context, catalog, verify=verify)
+                    taken.append(record)
+                    if not as_json:
+                        console.print(f"  + {record.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
                 removed = prune_dumps(catalog, retention_days=resolved.config.backup.retention_days)
     finally:
         context.close()
@@ -189,6 +212,15 @@ def verify(
                         console.print(f"  x {service.subject:<20} {record.id}: {exc}", markup=False)
                         continue
                     console.print(f"  = {service.subject:<20} {record.id} restored: {detail}", markup=False)
+                redis_record = catalog.latest(REDIS_SUBJECT)
+                checked = len(context.services) + (redis_record is not None)
+                if redis_record is not None:  # Redis snapshots come from `nndb backup run` (not the deploy's hook)
+                    try:
+                        detail = verify_redis_backup(context, catalog, redis_record)
+                        console.print(f"  = {REDIS_SUBJECT:<20} {redis_record.id} {detail}", markup=False)
+                    except BackupError as exc:
+                        failures.append(str(exc))
+                        console.print(f"  x {REDIS_SUBJECT:<20} {redis_record.id}: {exc}", markup=False)
                 for service in context.services:
                     late = overdue(catalog, service.subject, resolved.config.backup.schedule)
                     if late is not None:
@@ -199,15 +231,13 @@ def verify(
     if textfile_dir is not None:
         _write_metrics(stack, project_dir, backup_dir, textfile_dir)
     if failures:
-        raise BackupError(
-            f"backup verify: {len(failures)} of {len(context.services)} latest backups cannot be restored — first: {failures[0]}"
-        )
+        raise BackupError(f"backup verify: {len(failures)} of {checked} latest backups cannot be restored — first: {failures[0]}")
     if overdue_lines:
         raise BackupError(f"backup verify: {len(overdue_lines)} of {len(context.services)} databases overdue — first: {overdue_lines[0]}")
-    console.print(f"backup: {len(context.services)} latest backups restored and verified", markup=False)
+    console.print(f"backup: {checked} latest backups restored and verified", markup=False)
 
 
-Service = Annotated[str, typer.Argument(help="the service (auth, portfolio, analytics) or its <instance>/<database>")]
+Service = Annotated[str, typer.Argument(help="the service (auth, portfolio, analytics) or its <instance>/<database>; or redis")]
 BackupId = Annotated[str | None, typer.Option("--backup", help="the backup ID to use (see `nndb backup list`); default: the latest")]
 Before = Annotated[
     str | None, typer.Option("--before", help="use the latest backup taken before this ISO 8601 time (UTC without an offset)")
@@ -231,6 +261,11 @@ def restore(
         raise RestoreError("--backup and --before pick the backup two ways; give one of them")
     resolved = resolve(stack, project_dir)
     before_time = parse_time(before) if before is not None else None
+    if service in REDIS_NAMES:
+        if into is not None:
+            raise RestoreError("--into is for a service database; a Redis backup is restored into the live server")
+        _restore_redis(resolved, backup_dir, connect_timeout, backup_id=backup_id, before=before_time, force=force)
+        return
     context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout)
     target = find_service(context.services, service)
     prefix = f"restore {target.subject}:"
@@ -257,6 +292,32 @@ def restore(
     )
 
 
+def _restore_redis(
+    resolved: Resolved, backup_dir: Path | None, connect_timeout: float, *, backup_id: str | None, before: datetime | None, force: bool
+) -> None:
+    context = build_context(
+        resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
+    )
+    try:
+        with catalog_lock(context.backup_dir):
+            catalog = Catalog.load(context.backup_dir, resolved.stack)
+            result = restore_redis(
+                context,
+                catalog,
+                report=lambda line: console.print(f"restore {REDIS_SUBJECT}: {line}", markup=False),
+                backup_id=backup_id,
+                before=before,
+                force=force,
+            )
+    finally:
+        context.close()
+    console.print(
+        f"restore: {REDIS_SUBJECT} backup {result.restored.id} restored into the live server ({result.keys} keys, "
+        f"{result.removed} removed); the data before it is backup {result.fresh.id}",
+        markup=False,
+    )
+
+
 @app.command("export")
 def export(
     stack: Stack,
@@ -273,6 +334,17 @@ def export(
     resolved = resolve(stack, project_dir)
     before_time = parse_time(before) if before is not None else None
     context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, run_lock=False)
+    if service in REDIS_NAMES:
+        try:
+            catalog = Catalog.load(context.backup_dir, stack)
+            record = choose_backup(catalog, REDIS_SUBJECT, backup_id=backup_id, before=before_time)
+            size = export_redis(context, catalog, record, output)
+        finally:
+            context.close()
+        console.print(
+            f"export: {REDIS_SUBJECT} backup {record.id} written to {output} ({_size(size)}, mode 0600, an RDB file)", markup=False
+        )
+        return
     target = find_service(context.services, service)
     try:
         catalog = Catalog.load(context.backup_dir, stack)
@@ -293,4 +365,11 @@ def _add_pitr() -> None:
     app.add_typer(pitr.app, name="pitr")
 
 
+def _add_schedule() -> None:
+    from nexanest_db.commands import schedule
+
+    app.add_typer(schedule.app, name="schedule")
+
+
 _add_pitr()
+_add_schedule()

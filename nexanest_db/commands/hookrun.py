@@ -1,7 +1,7 @@
 """What the hooks, migrate and backup commands share: building the run context at the edge.
 
 Everything environment-dependent is read here from ``Resolved.environ`` (the process environment
-over ``.env.db``): ``NNDB_BACKUP_DIR``, ``NNDB_DISABLE_PLUGINS``. Below this, nothing reads the
+over ``.env.db``): ``NNDB_BACKUP_DIR``, ``NNDB_BACKUP_REPOSITORY``, ``NNDB_DISABLE_PLUGINS``. Below this, nothing reads the
 environment.
 """
 
@@ -11,11 +11,15 @@ import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from nexanest_db.commands.common import Resolved
+from nexanest_db.config import BackupRepository
 from nexanest_db.context import HookContext
+from nexanest_db.errors import ConfigError
 from nexanest_db.plugins.manager import parse_disabled
+from nexanest_db.repository import SshRepository, bind
 
 LOGGER_NAME = "nexanest_db.hooks"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -37,11 +41,37 @@ def configure_logging(verbose: bool) -> logging.Logger:
 
 
 def backup_dir_for(resolved: Resolved, override: Path | None) -> Path:
-    """``--backup-dir`` > ``NNDB_BACKUP_DIR`` > ``<project>/<backup.directory>``, then ``/<stack>``."""
+    """``--backup-dir`` > ``NNDB_BACKUP_DIR`` > ``<project>/<backup.directory>``, then ``/<stack>``.
+
+    With ``[backup.repository]`` (or ``NNDB_BACKUP_REPOSITORY=ssh://...``) that directory is bound as
+    the local cache of the off-host repository (``nexanest_db.repository``); ``NNDB_BACKUP_REPOSITORY=local``
+    makes it the repository itself whatever the config says.
+    """
     base = override or (Path(resolved.environ["NNDB_BACKUP_DIR"]) if resolved.environ.get("NNDB_BACKUP_DIR") else None)
     if base is None:
         base = resolved.paths.root / resolved.config.backup.directory
-    return base / resolved.stack
+    directory = base / resolved.stack
+    configured = repository_for(resolved)
+    bind(directory, SshRepository.of(configured, resolved.stack) if configured is not None else None)
+    return directory
+
+
+def repository_for(resolved: Resolved) -> BackupRepository | None:
+    """The off-host repository of ``resolved``'s environment, or None (the local directory is the repository)."""
+    override = resolved.environ.get("NNDB_BACKUP_REPOSITORY", "").strip()
+    configured = resolved.config.backup.repository
+    if override == "local":
+        return None
+    if override:
+        try:
+            return BackupRepository(
+                url=override,
+                ssh_opts=list(configured.ssh_opts) if configured else [],
+                lock_timeout_s=configured.lock_timeout_s if configured else 900.0,
+            )
+        except ValidationError:
+            raise ConfigError(f"NNDB_BACKUP_REPOSITORY={override!r}: give ssh://user@host[:port]/absolute/path or 'local'") from None
+    return configured
 
 
 def disabled_plugins(resolved: Resolved, flags: list[str] | None) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ def setup(
     """Create the replication role and slot, write the repository's barman.conf, start streaming WAL."""
     context = _context(stack, project_dir, backup_dir, connect_timeout, lock=True)
     try:
-        repo = pitr.Repository.for_context(context)
+        repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
         for line in pitr.setup(context, repo):
             console.print(f"  + {line}", markup=False)
     finally:
@@ -59,7 +59,7 @@ def cron(
     """Keep WAL streaming, file incoming WAL, apply the retention (schedule it every minute)."""
     context = _context(stack, project_dir, backup_dir, connect_timeout)
     try:
-        repo = pitr.Repository.for_context(context)
+        repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
         pitr.write_config(context, repo)
         pitr.cron(repo)
     finally:
@@ -77,7 +77,7 @@ def base(
     """Take a base backup of each instance (with the WAL that makes it consistent)."""
     context = _context(stack, project_dir, backup_dir, connect_timeout)
     try:
-        repo = pitr.Repository.for_context(context)
+        repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
         pitr.write_config(context, repo)
         for name in _instances(context, instance):
             console.print(f"  + {name:<10} base backup {pitr.base_backup(context, repo, name)}", markup=False)
@@ -96,7 +96,7 @@ def list_base(
     """The base backups in the repository and the window they reach."""
     context = _context(stack, project_dir, backup_dir, connect_timeout)
     try:
-        repo = pitr.Repository.for_context(context)
+        repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
         pitr.write_config(context, repo)
         for name in _instances(context, instance):
             found = pitr.backups(repo, name)
@@ -124,7 +124,7 @@ def recover(
     context = _context(stack, project_dir, backup_dir, connect_timeout)
     try:
         (name,) = _instances(context, instance)
-        repo = pitr.Repository.for_context(context)
+        repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
         result = pitr.recover(context, repo, name, target=target, destination=to.resolve(), start=scratch)
     finally:
         context.close()

@@ -38,6 +38,18 @@ host     all      all  ::1/128      scram-sha-256
 hostssl  all      all  all          scram-sha-256
 host     all      all  all          reject
 """
+# Where [backup] pitr = true: barman on the backup host streams WAL and takes base backups over the replication
+# protocol ("all" databases does not match replication connections): that one role, over TLS, with SCRAM.
+HBA_REPLICATION = "hostssl  replication {role} all scram-sha-256\n"
+
+
+def hba_content(replication_role: str | None) -> str:
+    if replication_role is None:
+        return HBA_CONTENT
+    head, reject = HBA_CONTENT.rsplit("host     all      all  all          reject", 1)
+    return head + HBA_REPLICATION.format(role=replication_role) + "host     all      all  all          reject" + reject
+
+
 TLS_ENTRYPOINT = shared.key_owner_entrypoint(user="postgres", uploaded_key=TLS_KEY_UPLOAD_PATH, key_path=TLS_KEY_PATH)
 
 
@@ -72,9 +84,12 @@ class PostgresInstanceProps:
     protect_data: bool = False
     wal_archive_dir: str | None = None
     tls: PostgresTls | None = None
+    replication_role: str | None = None  # admitted for replication over TLS (barman, pitr = true); needs tls
     log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
 
     def __post_init__(self) -> None:
+        if self.replication_role is not None and not _ROLE.match(self.replication_role):
+            raise ValueError(f"replication_role must be a plain PostgreSQL identifier, got {self.replication_role!r}")
         if not _ROLE.match(self.superuser):
             raise ValueError(f"superuser must be a plain PostgreSQL identifier, got {self.superuser!r}")
         if not self.image or any(c.isspace() for c in self.image):
@@ -118,7 +133,11 @@ class PostgresInstance(Construct):
             files += [
                 FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
                 FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
-                FileUpload(path=HBA_PATH, content=shared.shared_text(self, "pg-hba-tls", HBA_CONTENT), permissions="0444"),
+                FileUpload(
+                    path=HBA_PATH,
+                    content=shared.shared_text(self, "pg-hba-tls", hba_content(props.replication_role)),
+                    permissions="0444",
+                ),
             ]
             extra["entrypoint"] = list(TLS_ENTRYPOINT)
         self.container = Container(

@@ -24,9 +24,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,14 +35,14 @@ import psycopg
 from nexanest_db import scram
 from nexanest_db.context import HookContext
 from nexanest_db.errors import PitrError
-from nexanest_db.roles import SUPERUSER_SECRETS, postgres_instances
+from nexanest_db.roles import REPLICATION_ROLE, SUPERUSER_SECRETS, postgres_instances
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
 
 BARMAN = "barman"
 BARMAN_VERSION = "3.4"  # Debian 12's barman 3.4.0-1, pinned in scripts/setup.sh
-REPLICATION_ROLE = "nndb_replication"
 REPLICATION_SECRETS: dict[str, str] = {"postgres": "postgres_replication", "timescale": "timescale_replication"}
 SLOT_NAME = "nndb_barman"
+_BARMAN_ENV = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
 ROLE_FILE = "init/04-replication-role.sql"
 PG_BINDIR = "/usr/lib/postgresql/{major}/bin"
 
@@ -53,10 +53,13 @@ class Repository:
 
     home: Path
     stack: str
+    environ: Mapping[str, str] = field(default_factory=dict)  # barman's environment, from the edge (PATH, HOME, locale)
 
     @classmethod
-    def for_context(cls, context: HookContext) -> Repository:
-        return cls(home=context.backup_dir / "pitr", stack=context.stack)
+    def for_context(cls, context: HookContext, *, environ: Mapping[str, str]) -> Repository:
+        """``environ``: the process environment as the command resolved it; barman gets its basics only (no secret)."""
+        keep = {k: v for k, v in environ.items() if k in _BARMAN_ENV or k.startswith("LC_")}
+        return cls(home=context.backup_dir / "pitr", stack=context.stack, environ=keep)
 
     @property
     def config_file(self) -> Path:
@@ -147,7 +150,8 @@ def ensure_replication_roles(context: HookContext) -> list[str]:
 def barman(repo: Repository, *args: str, as_json: bool = False, timeout_s: float = 600) -> str:
     """Run barman on the repository's config; its stdout, or one PitrError line with barman's own reason."""
     argv = [BARMAN, "-c", str(repo.config_file)] + (["-f", "json"] if as_json else ["-q"])  # -q would silence the JSON too
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = dict(repo.environ)
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["PGPASSFILE"] = str(repo.passfile)
     try:
         result = subprocess.run([*argv, *args], env=env, capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -110,7 +110,10 @@ def choose_backup(catalog: Catalog, subject: str, *, backup_id: str | None = Non
 
 def authenticate_file(catalog: Catalog, record: BackupRecord, key: BackupKey | None) -> Path:
     """The record's file, checked against its checksum and (encrypted) decrypted end to end: before anything changes."""
-    path = catalog.path_of(record)
+    try:
+        path = catalog.local_file(record)  # fetched from the off-host repository when this directory caches one
+    except BackupError as exc:
+        raise RestoreError(str(exc)) from None
     if not path.is_file():
         raise RestoreError(f"{record.subject}: backup {record.id} is missing its file {path}; pick another with --backup")
     if _sha256(path) != record.sha256:

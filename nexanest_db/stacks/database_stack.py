@@ -41,7 +41,7 @@ from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import shared_text, standard_labels
 from nexanest_db.monitoring import IDENTITIES_FILE, MONITOR_SECRETS
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
-from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, REPLICATION_ROLE, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
 from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
@@ -152,6 +152,7 @@ class DatabaseStack(TerraformStack):
                     protect_data=config.protected,
                     wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
                     tls=tls,
+                    replication_role=REPLICATION_ROLE if config.backup.pitr and tls is not None else None,
                 ),
             )
 

@@ -132,4 +132,4 @@ def test_timescaledb_upgrade_fresh_deploy_and_restorable_backups(timescale: Depl
     assert latest["verified"] is True and latest["row_counts"]["analytics.price_ticks"] == 3, latest
     verify = timescale.nndb("backup", "verify", "local-db")
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "backup: 3 latest backups restored and verified" in verify.stdout
+    assert "backup: 4 latest backups restored and verified" in verify.stdout  # 3 databases and Redis

@@ -48,14 +48,14 @@ def test_backup_run_captures_data_and_verify_restores_it(deployed: DbStack) -> N
         conn.execute("INSERT INTO portfolio.portfolios (owner_user_id, name) SELECT g, 'p' || g FROM generate_series(1, 250) g")
     result = nndb(deployed, "backup", "run", "local-db")
     assert result.returncode == 0, result.stderr
-    assert "backup: 3 backups taken" in result.stdout
+    assert "backup: 4 backups taken" in result.stdout  # 3 databases and Redis
     latest = max((b for b in catalog(deployed)["backups"] if b["subject"] == "postgres/portfolio"), key=lambda b: b["taken_at"])
     assert latest["row_counts"]["portfolio.portfolios"] == 250
     verify = nndb(deployed, "backup", "verify", "local-db")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "postgres/portfolio" in verify.stdout and "restored" in verify.stdout
     listing = nndb(deployed, "backup", "list", "local-db")
-    assert "backup: 3 databases registered, 6 backups" in listing.stdout
+    assert "backup: 3 databases registered, 7 backups" in listing.stdout
     with deployed.postgres.connect() as conn:  # scratch databases are always dropped
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'nndb_verify_%%'").fetchone() == (0,)
 

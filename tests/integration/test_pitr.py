@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -124,3 +124,38 @@ def test_recover_an_instance_to_a_time_between_two_writes(pitr_stack: DbStack) -
     assert passfile.stat().st_mode & 0o077 == 0
     for path in (pitr_stack.backup_dir / "local-db" / "pitr").glob("*.conf"):
         assert STACK_PASSWORDS["POSTGRES_REPLICATION_PASSWORD"] not in path.read_text()
+
+    # Retention of base backups (the same repository, one more base backup).
+    check_retention_keeps_the_base_backup_the_window_start_needs(pitr_stack)
+
+
+def _age_base_backup(stack: DbStack, backup_id: str, days: float) -> None:
+    """Make barman's record of a base backup ``days`` older (what waiting that long would do)."""
+    info = stack.backup_dir / "local-db" / "pitr" / "postgres" / "base" / backup_id / "backup.info"
+    lines = []
+    for line in info.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key in ("begin_time", "end_time") and value and value != "None":
+            value = (datetime.fromisoformat(value) - timedelta(days=days)).isoformat(sep=" ")
+        lines.append(f"{key}={value}" if _ else line)
+    info.write_text("\n".join(lines) + "\n")
+
+
+def base_backup_ids(stack: DbStack) -> list[str]:
+    """The base backups barman keeps for postgres (one directory each)."""
+    base = stack.backup_dir / "local-db" / "pitr" / "postgres" / "base"
+    return sorted(path.name for path in base.iterdir() if (path / "backup.info").is_file())
+
+
+def check_retention_keeps_the_base_backup_the_window_start_needs(stack: DbStack) -> None:
+    """local-db keeps 3 days. Two base backups, 6 and 5 days old: the newer one (with the WAL after it) is the only
+    way to reach any point of the window, so it stays, whatever its age; the older one is pruned (issue 11 point 5)."""
+    base = nndb(stack, "backup", "pitr", "base", "local-db", "--instance", "postgres", timeout=300)
+    assert base.returncode == 0, base.stdout + base.stderr
+    oldest, anchor = base_backup_ids(stack)
+    _age_base_backup(stack, oldest, days=6)
+    _age_base_backup(stack, anchor, days=5)
+
+    cron = nndb(stack, "backup", "pitr", "cron", "local-db", timeout=300)
+    assert cron.returncode == 0, cron.stdout + cron.stderr
+    assert base_backup_ids(stack) == [anchor], "pruned only what no point in the window needs"

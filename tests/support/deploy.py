@@ -102,6 +102,9 @@ class DeployedCopy:
             env.pop(f"{spec.env_var}_FILE", None)
         for name in ("DB_HOST", "NNDB_CONFIRM_DESTROY", "NNDB_DESTROY_WITHOUT_BACKUP", "NNDB_BACKUP_DIR"):
             env.pop(name, None)
+        # No backup host here: the deploy scenarios keep their backups in the stack's own directory
+        # (tests/integration/test_backup_repository.py is the off-host repository's test).
+        env["NNDB_BACKUP_REPOSITORY"] = "local"
         for instance in INSTANCES:
             env[f"{instance.upper()}_HOST"] = "127.0.0.1"
             env[f"{instance.upper()}_PORT"] = str(ports[instance])

@@ -25,7 +25,7 @@ from nexanest_db.backup_crypto import (
     encrypt_stream,
     read_header,
 )
-from nexanest_db.backups import PgTarget, _dump_encrypted, _restore_decrypted
+from nexanest_db.backups import PgTarget, _restore_decrypted, dump_encrypted
 from nexanest_db.config import HostPort
 from nexanest_db.errors import BackupError
 
@@ -239,7 +239,7 @@ def stand_in_target() -> PgTarget:
 def test_a_dump_streams_into_an_encrypted_file_with_its_checksum(tmp_path: Path) -> None:
     path = tmp_path / "x.dump.enc"
     script = "head -c 3000000 /dev/zero | tr '\\0' 'A'"  # 3 MB of one letter: any cleartext would show
-    digest, size = _dump_encrypted(["sh", "-c", script], stand_in_target(), path, KEY, "pg_dump of postgres/x")
+    digest, size = dump_encrypted(["sh", "-c", script], stand_in_target().env(), path, KEY, "pg_dump of postgres/x")
     data = path.read_bytes()
     assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
     assert b"AAAA" not in data and (path.stat().st_mode & 0o777) == 0o600
@@ -251,7 +251,7 @@ def test_a_failing_dump_leaves_no_file_and_says_why_in_one_line(tmp_path: Path) 
     path = tmp_path / "x.dump.enc"
     script = "printf partial-archive; echo 'pg_dump: error: connection to server failed' >&2; exit 1"
     with pytest.raises(BackupError) as caught:
-        _dump_encrypted(["sh", "-c", script], stand_in_target(), path, KEY, "pg_dump of postgres/x")
+        dump_encrypted(["sh", "-c", script], stand_in_target().env(), path, KEY, "pg_dump of postgres/x")
     assert str(caught.value) == "pg_dump of postgres/x: pg_dump: error: connection to server failed"
     assert list(tmp_path.iterdir()) == []
 

@@ -224,6 +224,8 @@ def test_tls_uploads_wrapper_and_conf_in_staging_and_prod(stacks: dict[str, dict
                 ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
                 ["host", "all", "all", "::1/128", "scram-sha-256"],
                 ["hostssl", "all", "all", "all", "scram-sha-256"],
+                # staging and prod have pitr = true: barman on the backup host streams WAL as this one role
+                ["hostssl", "replication", "nndb_replication", "all", "scram-sha-256"],
                 ["host", "all", "all", "all", "reject"],
             ]
         query = next(iter(stacks[name]["data"]["external"].values()))["query"]
