@@ -11,9 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 from nexanest_db.commands.common import Resolved
+from nexanest_db.commands.output import console
 from nexanest_db.context import HookContext
 from nexanest_db.plugins.manager import parse_disabled
 
@@ -22,7 +21,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 DEFAULT_STATEMENT_TIMEOUT_S = 300.0
 
-console = Console(highlight=False, soft_wrap=True)
+__all__ = ["console"]  # commands import the shared console from here too
 
 
 def configure_logging(verbose: bool) -> logging.Logger:
@@ -70,6 +69,7 @@ def build_context(
         lock_timeout_s=lock_timeout_s,
         statement_timeout_s=statement_timeout_s,
         run_lock=run_lock,
+        tool_environ=resolved.tool_environ,
     )
 
 
