@@ -196,9 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if invocation.environ.get("NNDB_DEBUG"):
             traceback.print_exc()
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        _fail(
-            f"unexpected {type(exc).__name__}: {first_line} (a bug in nndb; NNDB_DEBUG=1 shows the traceback)", BUG_EXIT_CODE, "Bug"
-        )
+        _fail(f"unexpected {type(exc).__name__}: {first_line} (a bug in nndb; NNDB_DEBUG=1 shows the traceback)", BUG_EXIT_CODE, "Bug")
     _finish(0, help_asked="--help" in args)
 
 
