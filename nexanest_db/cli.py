@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 import typer
 from typer._click import exceptions as click_exceptions
+from typer._completion_classes import completion_init
 
 from nexanest_db import __version__
 from nexanest_db.commands import output
@@ -181,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     quiet_node_end_of_life_warning(environ)
     try:
         app = build_app()
+        completion_init()  # typer registers its shells' completion only with add_completion; nndb has its own command
         app(args=args, prog_name=PROG_NAME, complete_var=COMPLETE_VARIABLE, standalone_mode=False)
     except NndbError as exc:
         _fail(str(exc), exc.exit_code, type(exc).__name__)
