@@ -250,15 +250,14 @@ def restore(
     context = build_context(resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout)
     target = find_service(context.services, service)
     prefix = f"restore {target.subject}:"
-    steps = Steps()
     try:
-        with catalog_lock(context.backup_dir), steps.step(f"restore {target.subject}"):
+        with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
             result = restore_service(
                 context,
                 catalog,
                 target,
-                report=lambda line: steps.note(f"{prefix} {line}"),
+                report=lambda line: console.print(f"{prefix} {line}", markup=False),  # each line carries its elapsed time
                 backup_id=backup_id,
                 before=before_time,
                 force=force,

@@ -133,7 +133,7 @@ def test_tls_certificates_are_read_from_the_wire_and_one_about_to_expire_is_red(
     textfiles.mkdir()
     result = status(tls_db_stack, "--json", "--textfile-dir", str(textfiles))
     assert result.returncode == StatusRed.exit_code, result.stderr
-    document = json_result(result.stdout, "status")
+    document = json_result(result.stdout, "status", ok=False)
     for name in ("postgres", "timescale", "redis"):
         tls = document["instances"][name]["tls"]
         assert tls["earliest"] == "server certificate" and 1.9 < tls["days_left"] <= 2.0, tls
