@@ -51,7 +51,7 @@ def wait_ready_command(stack: Stack, project_dir: ProjectDir = None, timeout: Ti
     targets = targets_for(config, resolved.endpoints.for_instance)
     limit = timeout if timeout is not None else float(config.healthcheck.deploy_wait_timeout_s)
     steps = Steps()
-    with steps.step(f"wait-ready {stack}: {', '.join(t.instance for t in targets)} (up to {limit:.0f}s)"):
+    with steps.step(f"waiting for {', '.join(t.instance for t in targets)} of {stack} (up to {limit:.0f}s)"):
         readiness = wait_ready(targets, timeout_s=limit, engine=engine)
     answered = ", ".join(f"{t.instance} {t.where} {readiness.seconds[t.instance]:.1f}s" for t in targets)
     set_result(
