@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nexanest_db.backups import Catalog, find_tool  # noqa: E402
-from nexanest_db.commands.common import Resolved  # noqa: E402
 from nexanest_db.commands.hookrun import build_context  # noqa: E402
 from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints  # noqa: E402
+from nexanest_db.edge import Resolved  # noqa: E402
 from nexanest_db.operations import pitr  # noqa: E402
 from nexanest_db.operations.backup import take_and_verify  # noqa: E402
 from nexanest_db.operations.restore import restore_service  # noqa: E402

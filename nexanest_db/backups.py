@@ -310,6 +310,7 @@ class PgTarget:
     password: str
     connect_timeout_s: float
     tls_env: Mapping[str, str] = field(default_factory=dict)  # PGSSLMODE/PGSSLROOTCERT when TLS is enabled
+    base_env: Mapping[str, str] = field(default_factory=dict)  # the process environment, handed down by the edge
 
     def argv(self, database: str) -> list[str]:
         return [
@@ -325,7 +326,7 @@ class PgTarget:
         ]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no stray PGHOST/PGPASSFILE
+        env = {k: v for k, v in self.base_env.items() if not k.startswith("PG")}  # no stray PGHOST/PGPASSFILE
         env.update(PGPASSWORD=self.password, PGCONNECT_TIMEOUT=str(max(2, round(self.connect_timeout_s))), PGAPPNAME="nndb-backup")
         env.update(self.tls_env)
         return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +47,7 @@ class HookContext:
     lock_timeout_s: float = 60.0
     statement_timeout_s: float = 300.0
     run_lock: bool = True
+    tool_environ: Mapping[str, str] = field(default_factory=dict)  # base environment of client tools (edge.Resolved)
     _passwords: dict[str, str] = field(default_factory=dict, repr=False)
     _redis: redis.Redis | None = field(default=None, repr=False)
     _ca_file: CaFile | None = field(default=None, repr=False)

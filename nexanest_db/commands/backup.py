@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,9 @@ import typer
 from nexanest_db.backups import Catalog, catalog_lock, clean_leftovers
 from nexanest_db.commands.common import Resolved, resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, backup_dir_for, build_context, configure_logging, console
-from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ProjectDir, Stack
+from nexanest_db.commands.hooks import AsJson, BackupDir, ConnectTimeout, ExistingBackupDir, ProjectDir, Stack
+from nexanest_db.commands.output import set_result
+from nexanest_db.commands.progress import Steps
 from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError, RestoreError
 from nexanest_db.operations.backup import backup_key, take_and_verify, verify_record
@@ -72,7 +73,10 @@ def run(
     textfile_dir: TextfileDir = None,
     with_redis: bool = typer.Option(True, "--redis/--no-redis", help="also snapshot Redis (RDB, encrypted like the dumps)"),
 ) -> None:
-    """Back up every service database and Redis now (encrypted at rest), prove each, and prune past the retention."""
+    """Back up every service database and Redis now (encrypted at rest), prove each, and prune past the retention.
+
+    Examples: `nndb backup run local-db`, `nndb backup run prod-db --backup-dir /srv/backups --json`.
+    """
     try:
         if scheduled:
             started = datetime.now(UTC)
@@ -114,47 +118,47 @@ def _run(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
     )
     taken = []
+    steps = Steps()
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
             cleaned = _clean(context, catalog, quiet=as_json)
             with catalog.saved_afterwards():
                 for service in context.services:
-                    record, detail = take_and_verify(context, service, catalog, verify=verify)
+                    with steps.step(f"backup {service.subject}: dump" + (" + restore to prove it" if verify else "")):
+                        record, detail = take_and_verify(context, service, catalog, verify=verify)
                     taken.append(record)
-                    if not as_json:
-                        console.print(f"  + {service.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
+                    console.print(f"  + {service.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
                 if with_redis:
-                    record, detail = take_redis_backup(context, catalog, verify=verify)
+                    with steps.step("backup redis: snapshot" + (" + check it" if verify else "")):
+                        record, detail = take_redis_backup(context, catalog, verify=verify)
                     taken.append(record)
-                    if not as_json:
-                        console.print(f"  + {record.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
+                    console.print(f"  + {record.subject:<20} {record.id} ({_size(record.size)}), {detail}", markup=False)
                 removed = prune_dumps(catalog, retention_days=resolved.config.backup.retention_days)
     finally:
         context.close()
-    if as_json:
-        console.print_json(
-            json.dumps({"stack": stack, "taken": [asdict(r) for r in taken], "pruned": [r.id for r in removed], "cleaned": cleaned})
-        )
-        return [r.id for r in taken]
+    set_result({"stack": stack, "taken": [asdict(r) for r in taken], "pruned": [r.id for r in removed], "cleaned": cleaned})
     pruned = f", {len(removed)} pruned (older than {resolved.config.backup.retention_days} d)" if removed else ""
-    console.print(f"backup: {len(taken)} backups taken{pruned}", markup=False)
+    steps.summary(f"backup: {len(taken)} backups taken{pruned}")
     return [r.id for r in taken]
 
 
 @app.command("list")
-def list_backups(stack: Stack, project_dir: ProjectDir = None, backup_dir: BackupDir = None, as_json: AsJson = False) -> None:
-    """List the catalog: registered databases with their policy, and every backup (newest first)."""
+def list_backups(stack: Stack, project_dir: ProjectDir = None, backup_dir: ExistingBackupDir = None, as_json: AsJson = False) -> None:
+    """List the catalog: registered databases with their policy, and every backup (newest first).
+
+    Examples: `nndb backup list local-db`, `nndb backup list prod-db --backup-dir /srv/backups --json`.
+    """
     resolved = resolve(stack, project_dir)
     catalog = Catalog.load(backup_dir_for(resolved, backup_dir), stack)
-    if as_json:
-        payload = {
+    set_result(
+        {
             "stack": stack,
             "databases": {k: asdict(v) for k, v in catalog.databases.items()},
             "backups": [asdict(b) for b in catalog.backups],
+            "scheduled_runs": scheduled_runs(catalog.directory),
         }
-        console.print_json(json.dumps(payload))
-        return
+    )
     for subject, entry in sorted(catalog.databases.items()):
         policy = entry.policy
         console.print(
@@ -183,17 +187,23 @@ def list_backups(stack: Stack, project_dir: ProjectDir = None, backup_dir: Backu
 def verify(
     stack: Stack,
     project_dir: ProjectDir = None,
-    backup_dir: BackupDir = None,
+    backup_dir: ExistingBackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
     textfile_dir: TextfileDir = None,
 ) -> None:
-    """Restore each database's latest backup into a scratch database and compare row counts; non-zero exit if any fails."""
+    """Restore each database's latest backup into a scratch database and compare row counts; non-zero exit if any fails.
+
+    Examples: `nndb backup verify local-db`, `nndb backup verify prod-db --textfile-dir /var/lib/node_exporter --json`.
+    """
     resolved = resolve(stack, project_dir)
     context = build_context(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
     )
     failures: list[str] = []
     overdue_lines: list[str] = []
+    verified: list[dict[str, str]] = []
+    steps = Steps()
+    set_result({"stack": stack, "verified": verified, "failures": failures, "overdue": overdue_lines})
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
@@ -206,17 +216,20 @@ def verify(
                         console.print(f"  x {service.subject:<20} no backup", markup=False)
                         continue
                     try:
-                        detail = verify_record(context, service.instance, record, catalog)
+                        with steps.step(f"verify {service.subject}: restore {record.id} into a scratch database"):
+                            detail = verify_record(context, service.instance, record, catalog)
                     except BackupError as exc:
                         failures.append(str(exc))
                         console.print(f"  x {service.subject:<20} {record.id}: {exc}", markup=False)
                         continue
+                    verified.append({"subject": service.subject, "id": record.id, "detail": detail})
                     console.print(f"  = {service.subject:<20} {record.id} restored: {detail}", markup=False)
                 redis_record = catalog.latest(REDIS_SUBJECT)
                 checked = len(context.services) + (redis_record is not None)
                 if redis_record is not None:  # Redis snapshots come from `nndb backup run` (not the deploy's hook)
                     try:
                         detail = verify_redis_backup(context, catalog, redis_record)
+                        verified.append({"subject": REDIS_SUBJECT, "id": redis_record.id, "detail": detail})
                         console.print(f"  = {REDIS_SUBJECT:<20} {redis_record.id} {detail}", markup=False)
                     except BackupError as exc:
                         failures.append(str(exc))
@@ -234,7 +247,7 @@ def verify(
         raise BackupError(f"backup verify: {len(failures)} of {checked} latest backups cannot be restored — first: {failures[0]}")
     if overdue_lines:
         raise BackupError(f"backup verify: {len(overdue_lines)} of {len(context.services)} databases overdue — first: {overdue_lines[0]}")
-    console.print(f"backup: {checked} latest backups restored and verified", markup=False)
+    steps.summary(f"backup: {checked} latest backups restored and verified")
 
 
 Service = Annotated[str, typer.Argument(help="the service (auth, portfolio, analytics) or its <instance>/<database>; or redis")]
@@ -253,10 +266,14 @@ def restore(
     force: bool = typer.Option(False, "--force", help="end the service's sessions at the swap instead of refusing"),
     into: str | None = typer.Option(None, "--into", help="restore into this new database beside the live one (no swap)"),
     project_dir: ProjectDir = None,
-    backup_dir: BackupDir = None,
+    backup_dir: ExistingBackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
-    """Restore a service database from a backup: fresh backup first, restore into a new database, swap by rename."""
+    """Restore a service database from a backup: fresh backup first, restore into a new database, swap by rename.
+
+    Examples: `nndb backup restore local-db auth`, `nndb backup restore prod-db portfolio --before 2026-12-01T09:00:00 --force`,
+    `nndb backup restore dev-db auth --into auth_inspect` (beside the live one, no swap). docs/runbooks/restore.md.
+    """
     if backup_id is not None and before is not None:
         raise RestoreError("--backup and --before pick the backup two ways; give one of them")
     resolved = resolve(stack, project_dir)
@@ -276,7 +293,7 @@ def restore(
                 context,
                 catalog,
                 target,
-                report=lambda line: console.print(f"{prefix} {line}", markup=False),
+                report=lambda line: console.print(f"{prefix} {line}", markup=False),  # each line carries its elapsed time
                 backup_id=backup_id,
                 before=before_time,
                 force=force,
@@ -285,6 +302,18 @@ def restore(
     finally:
         context.close()
     where = f"into {result.database} beside {target.database}" if into else f"into {result.database}"
+    set_result(
+        {
+            "stack": stack,
+            "subject": target.subject,
+            "backup": result.restored.id,
+            "database": result.database,
+            "swapped": not into,
+            "tables": result.tables,
+            "rows": result.rows,
+            "seconds": result.elapsed_s,
+        }
+    )
     console.print(
         f"restore: {target.subject} backup {result.restored.id} restored {where} "
         f"({result.tables} tables, {result.rows} rows) in {result.elapsed_s:.1f}s",
@@ -326,9 +355,12 @@ def export(
     backup_id: BackupId = None,
     before: Before = None,
     project_dir: ProjectDir = None,
-    backup_dir: BackupDir = None,
+    backup_dir: ExistingBackupDir = None,
 ) -> None:
-    """Decrypt a backup into a plain pg_restore-able archive (custom format) at a path you name."""
+    """Decrypt a backup into a plain pg_restore-able archive (custom format) at a path you name.
+
+    Example: `nndb backup export prod-db auth -o /secure/auth.pgdump`, then `pg_restore --dbname auth_copy /secure/auth.pgdump`.
+    """
     if backup_id is not None and before is not None:
         raise RestoreError("--backup and --before pick the backup two ways; give one of them")
     resolved = resolve(stack, project_dir)
@@ -352,6 +384,7 @@ def export(
         size = export_backup(catalog, record, backup_key(context) if record.encrypted else None, output)
     finally:
         context.close()
+    set_result({"stack": stack, "subject": target.subject, "backup": record.id, "output": str(output), "size": size})
     console.print(
         f"export: {target.subject} backup {record.id} written to {output} ({_size(size)}, mode 0600); "
         f"restore it with: pg_restore --dbname <database> {output}",

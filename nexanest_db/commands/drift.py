@@ -15,14 +15,13 @@ import typer
 
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S, build_context, configure_logging
-from nexanest_db.commands.hooks import AsJson, LockTimeout, ProjectDir, Stack, StatementTimeout
+from nexanest_db.commands.hooks import AsJson, ConnectTimeout, LockTimeout, ProjectDir, Stack, StatementTimeout
 from nexanest_db.errors import DriftFound, NndbError
 from nexanest_db.operations.drift import DriftReport, check_stack
 
 INTERRUPTED_EXIT_CODE = 130  # nexanest_db.cli prints "aborted" and exits with it
 
 DEFAULT_DRIFT_CONNECT_TIMEOUT_S = 5.0
-ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
 Service = Annotated[
     list[str] | None, typer.Option("--service", help="check only this service (repeatable): its database, roles and Redis user")
 ]
@@ -72,6 +71,8 @@ def drift(
     as_json: AsJson = False,
 ) -> None:
     """Tables, columns, indexes, constraints, functions, grants, roles, default privileges, Redis ACLs and applied files against the repository.
+
+    Examples: `nndb drift local-db`, `nndb drift prod-db --service auth --json`.
 
     One line per finding on stdout; exits 12 when anything drifted, 0 for "no drift". Builds the
     reference in a scratch database on the same server (always dropped) under the hooks' run lock.

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
-from rich.console import Console
 
 from nexanest_db.commands.common import Resolved
+from nexanest_db.commands.output import console
 from nexanest_db.config import BackupRepository
 from nexanest_db.context import HookContext
 from nexanest_db.errors import ConfigError
@@ -26,7 +26,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 DEFAULT_STATEMENT_TIMEOUT_S = 300.0
 
-console = Console(highlight=False, soft_wrap=True)
+__all__ = ["console"]  # commands import the shared console from here too
 
 
 def configure_logging(verbose: bool) -> logging.Logger:
@@ -100,6 +100,7 @@ def build_context(
         lock_timeout_s=lock_timeout_s,
         statement_timeout_s=statement_timeout_s,
         run_lock=run_lock,
+        tool_environ=resolved.tool_environ,
     )
 
 

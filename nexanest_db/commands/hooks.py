@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,20 +19,44 @@ from nexanest_db.commands.hookrun import (
     disabled_plugins,
     endpoints_line,
 )
+from nexanest_db.commands.output import set_result
+from nexanest_db.commands.progress import Steps
 from nexanest_db.hookspecs import PHASE_HOOKS
 from nexanest_db.plugins.manager import RunFailed, StepOutcome, plugin_manager, plugin_table, run_phases
 
 app = typer.Typer(help="Post-apply hooks: init SQL, schemas and migrations, permissions, backup registration.", no_args_is_help=True)
 
 Stack = Annotated[str, typer.Argument(help="local-db, dev-db, staging-db or prod-db")]
-ProjectDir = Annotated[Path | None, typer.Option("--project-dir", help="project root (default: walk up from cwd, or NNDB_PROJECT_DIR)")]
+ProjectDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-dir", help="project root (default: walk up from cwd, or NNDB_PROJECT_DIR)", exists=True, file_okay=False, dir_okay=True
+    ),
+]
 Disable = Annotated[list[str] | None, typer.Option("--disable-plugin", help="skip this plugin (repeatable; also NNDB_DISABLE_PLUGINS)")]
 BackupDir = Annotated[
     Path | None,
-    typer.Option("--backup-dir", help="base directory for dumps and catalog (default: config backup.directory; NNDB_BACKUP_DIR)"),
+    typer.Option(
+        "--backup-dir",
+        help="base directory for dumps and catalog, created if missing (default: config backup.directory; NNDB_BACKUP_DIR)",
+        file_okay=False,
+        dir_okay=True,
+    ),
 ]
-ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
-LockTimeout = Annotated[float, typer.Option("--lock-timeout", help="seconds to wait for another run to finish")]
+# Commands that read an existing catalog: a mistyped directory is an error, not an empty catalog.
+ExistingBackupDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--backup-dir",
+        help="base directory of dumps and catalog; must exist (default: config backup.directory; NNDB_BACKUP_DIR)",
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+    ),
+]
+MIN_TIMEOUT_S = 0.1
+ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", min=MIN_TIMEOUT_S, help="seconds to wait for each server (> 0)")]
+LockTimeout = Annotated[float, typer.Option("--lock-timeout", min=0, help="seconds to wait for another run to finish (0: do not wait)")]
 StatementTimeout = Annotated[
     float,
     typer.Option("--statement-timeout", min=1, help="seconds any one statement (a migration's too) may take before the run stops"),
@@ -44,6 +68,16 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging (t
 def print_outcome(outcome: StepOutcome) -> None:
     for change in outcome.changes:
         console.print(f"  + {outcome.plugin:<12} {change.subject:<20} {change.summary}", markup=False)
+
+
+def _outcome_reporter(steps: Steps) -> Callable[[StepOutcome], None]:
+    """Each finished hook step with its elapsed time (stamped when not on a terminal), then its changes."""
+
+    def report(outcome: StepOutcome) -> None:
+        steps.note(f"{outcome.hook} {outcome.plugin}: done in {outcome.seconds:.1f}s ({len(outcome.changes)} changes)")
+        print_outcome(outcome)
+
+    return report
 
 
 def run_hooks_command(
@@ -71,19 +105,15 @@ def run_hooks_command(
         lock_timeout_s=lock_timeout,
         statement_timeout_s=statement_timeout,
     )
-    if not as_json:
-        console.print(f"{label} {stack}: {endpoints_line(resolved)}", markup=False)
+    steps = Steps()
+    console.print(f"{label} {stack}: {endpoints_line(resolved)}", markup=False)
     try:
-        report = run_phases(manager, context, hooks=hooks, on_outcome=None if as_json else print_outcome)
+        report = run_phases(manager, context, hooks=hooks, on_outcome=_outcome_reporter(steps))
     except RunFailed as failure:
-        if as_json:
-            console.print_json(json.dumps({**failure.report.as_dict(), "error": str(failure)}))
-        else:
-            console.print(failure.report.failure_line(label), markup=False)
+        set_result(failure.report.as_dict())
+        console.print(failure.report.failure_line(label), markup=False)
         raise
-    if as_json:
-        console.print_json(json.dumps(report.as_dict()))
-        return
+    set_result(report.as_dict())
     if report.disabled:
         console.print(f"  (disabled: {', '.join(report.disabled)})", markup=False)
     console.print(f"{report.summary_line(label)} in {report.seconds:.2f}s", markup=False)
@@ -101,7 +131,10 @@ def run(
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
-    """Run every post-apply phase in order; idempotent (a second run reports `hooks: 0 changes (up to date)`)."""
+    """Run every post-apply phase in order; idempotent (a second run reports `hooks: 0 changes (up to date)`).
+
+    Examples: `nndb hooks run local-db`, `nndb hooks run dev-db --disable-plugin backup --json`.
+    """
     run_hooks_command(
         stack,
         hooks=PHASE_HOOKS,
@@ -119,11 +152,16 @@ def run(
 
 @app.command("list")
 def list_plugins(stack: Stack, project_dir: ProjectDir = None, disable: Disable = None) -> None:
-    """Show the installed plugins, the phase hooks each implements, and which are disabled."""
+    """Show the installed plugins, the phase hooks each implements, and which are disabled.
+
+    Examples: `nndb hooks list local-db`, `nndb hooks list prod-db --disable-plugin backup --json`.
+    """
     resolved = resolve(stack, project_dir)
     manager = plugin_manager(disabled=disabled_plugins(resolved, disable))
-    for name, hooks in plugin_table(manager):
+    table = plugin_table(manager)
+    disabled = [name for name, plugin in manager.list_name_plugin() if plugin is None]
+    set_result({"stack": stack, "plugins": [{"name": name, "hooks": list(hooks)} for name, hooks in table], "disabled": disabled})
+    for name, hooks in table:
         console.print(f"{name:<14} {', '.join(hooks) or '-'}", markup=False)
-    for name, plugin in manager.list_name_plugin():
-        if plugin is None:
-            console.print(f"{name:<14} (disabled)", markup=False)
+    for name in disabled:
+        console.print(f"{name:<14} (disabled)", markup=False)

@@ -14,7 +14,6 @@ Both are run by the stack itself (docs/deploy.md) and can be run by hand:
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -22,7 +21,9 @@ import typer
 from nexanest_db.backups import Catalog, catalog_lock
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, build_context, configure_logging, console
-from nexanest_db.commands.hooks import BackupDir, ConnectTimeout, ProjectDir, Stack
+from nexanest_db.commands.hooks import MIN_TIMEOUT_S, BackupDir, ConnectTimeout, ProjectDir, Stack
+from nexanest_db.commands.output import set_result
+from nexanest_db.commands.progress import Steps
 from nexanest_db.engine import Engine
 from nexanest_db.errors import BackupError, ConnectionFailed, DestroyRefused
 from nexanest_db.operations.backup import take_and_verify
@@ -32,21 +33,35 @@ CONFIRM_VARIABLE = "NNDB_CONFIRM_DESTROY"
 SKIP_BACKUP_VARIABLE = "NNDB_DESTROY_WITHOUT_BACKUP"
 
 Timeout = Annotated[
-    float | None, typer.Option("--timeout", help="seconds to wait (default: healthcheck.deploy_wait_timeout_s of the stack's config)")
+    float | None,
+    typer.Option(
+        "--timeout", min=MIN_TIMEOUT_S, help="seconds to wait, > 0 (default: healthcheck.deploy_wait_timeout_s of the stack's config)"
+    ),
 ]
 
 
 def wait_ready_command(stack: Stack, project_dir: ProjectDir = None, timeout: Timeout = None) -> None:
-    """Wait until PostgreSQL, TimescaleDB and Redis answer on their published ports (what a deploy waits for)."""
+    """Wait until PostgreSQL, TimescaleDB and Redis answer on their published ports (what a deploy waits for).
+
+    Examples: `nndb wait-ready local-db`, `nndb wait-ready dev-db --timeout 300`.
+    """
     resolved = resolve(stack, project_dir)
     config = resolved.config
     engine = Engine.for_config(config, ssh_host_override=resolved.endpoints.db_host_override)
     targets = targets_for(config, resolved.endpoints.for_instance)
     limit = timeout if timeout is not None else float(config.healthcheck.deploy_wait_timeout_s)
-    started = time.perf_counter()
-    readiness = wait_ready(targets, timeout_s=limit, engine=engine)
+    steps = Steps()
+    with steps.step(f"waiting for {', '.join(t.instance for t in targets)} of {stack} (up to {limit:.0f}s)"):
+        readiness = wait_ready(targets, timeout_s=limit, engine=engine)
     answered = ", ".join(f"{t.instance} {t.where} {readiness.seconds[t.instance]:.1f}s" for t in targets)
-    console.print(f"ready {stack}: {answered} (in {time.perf_counter() - started:.1f}s)", markup=False)
+    set_result(
+        {
+            "stack": stack,
+            "instances": {t.instance: {"where": t.where, "seconds": readiness.seconds[t.instance]} for t in targets},
+            "seconds": steps.elapsed(),
+        }
+    )
+    console.print(f"ready {stack}: {answered} (in {steps.elapsed():.1f}s)", markup=False)
 
 
 def before_destroy_command(
@@ -55,7 +70,10 @@ def before_destroy_command(
     backup_dir: BackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
-    """Confirm the destroy and take a verified backup of every service database before anything is removed."""
+    """Confirm the destroy and take a verified backup of every service database before anything is removed.
+
+    Run by `cdktf destroy` (the destroy guard). Example by hand: `NNDB_CONFIRM_DESTROY=dev-db nndb before-destroy dev-db`.
+    """
     resolved = resolve(stack, project_dir)
     environ = resolved.environ
     if resolved.config.destroy.require_confirmation and environ.get(CONFIRM_VARIABLE) != stack:
@@ -70,12 +88,14 @@ def before_destroy_command(
         resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
     )
     taken = 0
+    steps = Steps()
     try:
         with catalog_lock(context.backup_dir):
             catalog = Catalog.load(context.backup_dir, stack)
             try:
                 for service in context.services:
-                    record, detail = take_and_verify(context, service, catalog)
+                    with steps.step(f"before-destroy {service.subject}: dump + restore to prove it"):
+                        record, detail = take_and_verify(context, service, catalog)
                     taken += 1
                     console.print(f"  + {service.subject:<20} {record.id} proven by restore ({detail})", markup=False)
             finally:
@@ -87,4 +107,4 @@ def before_destroy_command(
         ) from None
     finally:
         context.close()
-    console.print(f"before-destroy {stack}: {taken} backups taken and proven by restore in {context.backup_dir}", markup=False)
+    steps.summary(f"before-destroy {stack}: {taken} backups taken and proven by restore in {context.backup_dir}")

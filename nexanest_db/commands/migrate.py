@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -28,6 +27,7 @@ from nexanest_db.commands.hooks import (
     Verbose,
     run_hooks_command,
 )
+from nexanest_db.commands.output import set_result
 from nexanest_db.errors import ConfigError, MigrationError
 from nexanest_db.ledger import ServicePlan
 from nexanest_db.operations.migration_scaffold import new_migration
@@ -109,22 +109,21 @@ def status(
     pending = sum(len(p.pending) for p in plans)
     applied = sum(len(p.applied) for p in plans)
     problems = [line for p in plans for line in p.problems()]
-    if as_json:
-        payload = {
+    set_result(
+        {
             "stack": stack,
             "services": {p.roles.service: {"subject": p.roles.subject, "migrations": _rows(p)} for p in plans},
             "applied": applied,
             "pending": pending,
             "problems": problems,
         }
-        console.print_json(json.dumps(payload))
-    else:
-        for plan in plans:
-            console.print(f"{plan.roles.service} ({plan.roles.subject}{'' if plan.ledger_exists else ', no ledger yet'})", markup=False)
-            for row in _rows(plan):
-                console.print(f"  {row['label']:<9} {row['description']:<36} {row['state']}", markup=False)
-        summary = "up to date" if pending == 0 else f"{pending} pending"
-        console.print(f"migrate: {applied} applied, {summary}", markup=False)
+    )
+    for plan in plans:
+        console.print(f"{plan.roles.service} ({plan.roles.subject}{'' if plan.ledger_exists else ', no ledger yet'})", markup=False)
+        for row in _rows(plan):
+            console.print(f"  {row['label']:<9} {row['description']:<36} {row['state']}", markup=False)
+    summary = "up to date" if pending == 0 else f"{pending} pending"
+    console.print(f"migrate: {applied} applied, {summary}", markup=False)
     if problems:
         raise MigrationError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if exit_code and pending:
@@ -147,7 +146,9 @@ def new(
     """
     paths = project_checkout(project_dir)
     path = new_migration(paths.sql_dir, service, description)
-    console.print(f"migrate: wrote {path.relative_to(paths.root) if path.is_relative_to(paths.root) else path}", markup=False)
+    shown = path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
+    set_result({"service": service, "path": str(shown)})
+    console.print(f"migrate: wrote {shown}", markup=False)
 
 
 @app.command("apply")
@@ -162,7 +163,10 @@ def apply(
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
-    """Apply pending migrations: the preflight, init and migration phases of `nndb hooks run` (same lock, same ledger)."""
+    """Apply pending migrations: the preflight, init and migration phases of `nndb hooks run` (same lock, same ledger).
+
+    Examples: `nndb migrate apply local-db`, `nndb migrate apply dev-db --statement-timeout 900 --json`.
+    """
     run_hooks_command(
         stack,
         hooks=("nndb_preflight", "nndb_init_sql", "nndb_apply_migrations"),

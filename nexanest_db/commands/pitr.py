@@ -10,6 +10,8 @@ import typer
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_CONNECT_TIMEOUT_S, build_context, configure_logging, console
 from nexanest_db.commands.hooks import BackupDir, ConnectTimeout, ProjectDir, Stack
+from nexanest_db.commands.output import set_result
+from nexanest_db.commands.progress import Steps
 from nexanest_db.context import HookContext
 from nexanest_db.errors import PitrError
 from nexanest_db.operations import pitr
@@ -41,11 +43,17 @@ def _instances(context: HookContext, instance: str | None) -> tuple[str, ...]:
 def setup(
     stack: Stack, project_dir: ProjectDir = None, backup_dir: BackupDir = None, connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S
 ) -> None:
-    """Create the replication role and slot, write the repository's barman.conf, start streaming WAL."""
+    """Create the replication role and slot, write the repository's barman.conf, start streaming WAL.
+
+    Example: `nndb backup pitr setup dev-db` (where [backup] pitr = true; docs/backups.md).
+    """
     context = _context(stack, project_dir, backup_dir, connect_timeout, lock=True)
+    steps = Steps()
     try:
         repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
-        for line in pitr.setup(context, repo):
+        with steps.step(f"pitr setup {stack}: role, slot, barman.conf, WAL streaming"):
+            lines = list(pitr.setup(context, repo))
+        for line in lines:
             console.print(f"  + {line}", markup=False)
     finally:
         context.close()
@@ -56,7 +64,10 @@ def setup(
 def cron(
     stack: Stack, project_dir: ProjectDir = None, backup_dir: BackupDir = None, connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S
 ) -> None:
-    """Keep WAL streaming, file incoming WAL, apply the retention (schedule it every minute)."""
+    """Keep WAL streaming, file incoming WAL, apply the retention (schedule it every minute).
+
+    Example (crontab): `* * * * * nndb backup pitr cron prod-db --quiet`.
+    """
     context = _context(stack, project_dir, backup_dir, connect_timeout)
     try:
         repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
@@ -74,15 +85,24 @@ def base(
     backup_dir: BackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
-    """Take a base backup of each instance (with the WAL that makes it consistent)."""
+    """Take a base backup of each instance (with the WAL that makes it consistent).
+
+    Examples: `nndb backup pitr base dev-db`, `nndb backup pitr base prod-db --instance timescale`.
+    """
     context = _context(stack, project_dir, backup_dir, connect_timeout)
+    steps = Steps()
+    taken: dict[str, str] = {}
     try:
         repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
         pitr.write_config(context, repo)
         for name in _instances(context, instance):
-            console.print(f"  + {name:<10} base backup {pitr.base_backup(context, repo, name)}", markup=False)
+            with steps.step(f"pitr base {name}: base backup"):
+                taken[name] = str(pitr.base_backup(context, repo, name))
+            console.print(f"  + {name:<10} base backup {taken[name]}", markup=False)
     finally:
         context.close()
+    set_result({"stack": stack, "base_backups": taken})
+    steps.summary(f"pitr: {len(taken)} base backups taken")
 
 
 @app.command("list")
@@ -93,7 +113,10 @@ def list_base(
     backup_dir: BackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
-    """The base backups in the repository and the window they reach."""
+    """The base backups in the repository and the window they reach.
+
+    Example: `nndb backup pitr list dev-db --instance postgres`.
+    """
     context = _context(stack, project_dir, backup_dir, connect_timeout)
     try:
         repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
@@ -119,16 +142,31 @@ def recover(
     backup_dir: BackupDir = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
-    """Recover an instance as of a time into a new data directory (a new volume), or a scratch instance to inspect."""
+    """Recover an instance as of a time into a new data directory (a new volume), or a scratch instance to inspect.
+
+    Example: `nndb backup pitr recover dev-db postgres --to /srv/recovered --time 2026-12-01T09:30:00 --scratch`.
+    """
     target = parse_time(at) if at is not None else None
     context = _context(stack, project_dir, backup_dir, connect_timeout)
+    steps = Steps()
     try:
         (name,) = _instances(context, instance)
         repo = pitr.Repository.for_context(context, environ=resolve(stack, project_dir).environ)
-        result = pitr.recover(context, repo, name, target=target, destination=to.resolve(), start=scratch)
+        with steps.step(f"pitr recover {name}: restore the base backup and replay WAL"):
+            result = pitr.recover(context, repo, name, target=target, destination=to.resolve(), start=scratch)
     finally:
         context.close()
     when = result.target.isoformat() if result.target else "the latest WAL"
+    set_result(
+        {
+            "stack": stack,
+            "instance": name,
+            "target": when,
+            "backup": result.backup_id,
+            "data_dir": str(result.data_dir),
+            "port": result.port,
+        }
+    )
     console.print(f"pitr: {name} recovered as of {when} from base backup {result.backup_id} into {result.data_dir}", markup=False)
     if result.port is not None:
         console.print(

@@ -21,7 +21,7 @@ import typer
 
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import backup_dir_for, configure_logging
-from nexanest_db.commands.hooks import AsJson, ProjectDir, Stack
+from nexanest_db.commands.hooks import AsJson, ConnectTimeout, ProjectDir, Stack
 from nexanest_db.context import HookContext
 from nexanest_db.errors import NndbError, SecretsError, UsageError
 from nexanest_db.operations.infra_changes import InfraChanges
@@ -51,7 +51,6 @@ PlanFile = Annotated[
     Path | None, typer.Option("--plan-file", help="a saved `terraform plan -out` file of the stack to read (terraform show -json)")
 ]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="write the report (Markdown, or JSON with --json) to FILE")]
-ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
 
 _ACTION_WORD = {"create": "add", "delete": "**destroy**", "replace": "**replace**", "update": "update in place", "move": "rename"}
 

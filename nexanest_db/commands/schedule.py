@@ -47,7 +47,10 @@ def install(
     log: Log = None,
     textfile_dir: Textfile = None,
 ) -> None:
-    """Write /etc/cron.d/nndb-<stack>: `backup run --scheduled` on [backup] schedule (and PITR base/cron where pitr = true)."""
+    """Write /etc/cron.d/nndb-<stack>: `backup run --scheduled` on [backup] schedule (and PITR base/cron where pitr = true).
+
+    Example (as root on the backup host): `nndb backup schedule install prod-db --user nndb`.
+    """
     entry = _entry(stack, project_dir, user, log, textfile_dir)
     path = install_cron(entry, cron_dir)
     for line in entry.render().splitlines():
@@ -66,7 +69,10 @@ def check(
     log: Log = None,
     textfile_dir: Textfile = None,
 ) -> None:
-    """Fail (exit 14) when the entry is missing, differs from the config, or its runs stopped or failed."""
+    """Fail (exit 14) when the entry is missing, differs from the config, or its runs stopped or failed.
+
+    Example: `nndb backup schedule check prod-db` (in a monitoring check or after install).
+    """
     entry = _entry(stack, project_dir, user, log, textfile_dir)
     directory = backup_dir_for(resolve(stack, project_dir), backup_dir)
     Catalog.load(directory, stack)  # pulls schedule.json from an off-host repository

@@ -10,15 +10,15 @@ See docs/secrets.md.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
 
+from nexanest_db import edge
+from nexanest_db.commands import common
 from nexanest_db.commands.common import resolve
-from nexanest_db.config import effective_environment, find_env_file
+from nexanest_db.commands.output import console, is_json, set_result
 from nexanest_db.errors import SecretsError
 from nexanest_db.secrets import (
     CredentialSource,
@@ -40,24 +40,36 @@ TFC_LOGIN_TIMEOUT_S = 10.0
 
 @app.command("check")
 def check(stack: StackArg) -> None:
-    """Resolve every secret the environment needs as a deploy would (TLS ones only with tls.enabled); present or missing, never the value."""
+    """Resolve every secret the environment needs as a deploy would (TLS ones only with tls.enabled); present or missing, never the value.
+
+    Examples: `nndb secrets check local-db`, `VAULT_ADDR=https://vault:8200 nndb secrets check prod-db --json`.
+    """
     resolved = resolve(stack)
     source = resolved.credentials()
     statuses = check_all(source, required_secret_names(resolved.config))
-    typer.echo(f"{stack}: secrets from {_origin(source)}")
-    width = max(len(s.name) for s in statuses)
-    typer.echo(f"{'secret'.ljust(width)}  {'status':7}  location")
-    for status in statuses:
-        typer.echo(f"{status.name.ljust(width)}  {'present' if status.present else 'missing':7}  {status.location}")
     problems = list(dict.fromkeys(s.problem for s in statuses if s.problem))
     missing = [s.name for s in statuses if not s.present]
+    set_result(
+        {
+            "stack": stack,
+            "source": _origin(source),
+            "secrets": [{"name": s.name, "present": s.present, "location": s.location} for s in statuses],
+            "missing": missing,
+            "problems": problems,
+        }
+    )
+    console.print(f"{stack}: secrets from {_origin(source)}", markup=False)
+    width = max(len(s.name) for s in statuses)
+    console.print(f"{'secret'.ljust(width)}  {'status':7}  location", markup=False)
+    for status in statuses:
+        console.print(f"{status.name.ljust(width)}  {'present' if status.present else 'missing':7}  {status.location}", markup=False)
     if not missing:
-        typer.echo(f"all {len(statuses)} secrets present")
+        console.print(f"all {len(statuses)} secrets present", markup=False)
         return
     if len(problems) == 1 and len(missing) > 1:
         raise SecretsError(problems[0])  # one cause for all of them (Vault down, login refused): say it once
     for problem in problems:
-        typer.echo(f"problem: {problem}")
+        console.print(f"problem: {problem}", markup=False)
     raise SecretsError(
         f"{resolved.config.environment}: {len(missing)} of {len(statuses)} secrets missing ({', '.join(missing)}); "
         f"fix them and re-run `nndb secrets check {stack}`"
@@ -74,7 +86,9 @@ def terraform_external(stack: StackArg) -> None:
 
     Terraform runs it at plan time from cdktf.out/stacks/<stack>/; on failure it
     prints one line on stderr and exits non-zero, which stops the plan before
-    any resource changes.
+    any resource changes. With ``--json`` the same mapping is the ``result`` of the document.
+
+    Example (what Terraform runs): `echo '{}' | nndb secrets terraform-external local-db`.
     """
     query = _read_query(sys.stdin, stack)
     secrets_config = secrets_config_from_query(stack, query)
@@ -88,18 +102,24 @@ def terraform_external(stack: StackArg) -> None:
         source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here())
         names = required_secret_names(tls=tls_from_query(stack, query), terraform_only=True)
     values = resolve_all(source, names)
+    if is_json():
+        set_result({name: value.get_secret_value() for name, value in values.items()})
+        return
     json.dump({name: value.get_secret_value() for name, value in values.items()}, sys.stdout)
     sys.stdout.write("\n")
 
 
 @app.command("tfc-login")
 def tfc_login() -> None:
-    """Terraform Cloud agent pre-plan hook: JWT login with the run's workload identity, VAULT_TOKEN into $TFC_AGENT_ENV."""
+    """Terraform Cloud agent pre-plan hook: JWT login with the run's workload identity, VAULT_TOKEN into $TFC_AGENT_ENV.
+
+    Example (hooks/terraform-pre-plan): `nndb secrets tfc-login`.
+    """
     from pydantic import SecretStr
 
     from nexanest_db.vault import VaultEndpoint, jwt_login
 
-    environ = dict(os.environ)  # the edge: this command is started by the agent with the run's environment
+    environ = common.environ()  # the agent starts this command with the run's environment
     label = f"terraform cloud run ({environ.get('TFC_WORKSPACE_NAME') or 'unknown workspace'})"
     identity = environ.get("TFC_WORKLOAD_IDENTITY_TOKEN")
     if not identity:
@@ -124,9 +144,11 @@ def tfc_login() -> None:
             f"{label}: cannot append to $TFC_AGENT_ENV ({agent_env}: {exc.strerror}); check the agent's hook setup"
         ) from None
     policies = ", ".join(login.policies) or "none"
-    typer.echo(
+    set_result({"endpoint": endpoint.label, "role": role, "mount": mount, "ttl_s": login.ttl_s, "policies": list(login.policies)})
+    console.print(
         f"nndb: logged in to {endpoint.label} with JWT role {role!r} at auth/{mount} "
-        f"(ttl {login.ttl_s}s, policies: {policies}); VAULT_TOKEN handed to this run"
+        f"(ttl {login.ttl_s}s, policies: {policies}); VAULT_TOKEN handed to this run",
+        markup=False,
     )
 
 
@@ -139,8 +161,8 @@ def _origin(source: CredentialSource) -> str:
 
 
 def _environment_here() -> dict[str, str]:
-    """The edge for terraform-external without a project: process environment over the nearest ``.env.db``."""
-    return effective_environment(os.environ, find_env_file(Path.cwd()))
+    """For terraform-external without a project: the process environment over the nearest ``.env.db``."""
+    return edge.environment_near(environ=common.environ(), start=common.start())
 
 
 MAX_QUERY_CHARS = 1 << 20  # the query is a few hundred bytes; never read an endless stdin

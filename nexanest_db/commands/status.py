@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -12,12 +11,13 @@ import typer
 
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import build_context, configure_logging
-from nexanest_db.commands.hooks import AsJson, BackupDir, ProjectDir, Stack
+from nexanest_db.commands.hooks import MIN_TIMEOUT_S, AsJson, BackupDir, ProjectDir, Stack
+from nexanest_db.commands.output import console, set_result
 from nexanest_db.errors import StatusRed
 from nexanest_db.operations.status import InstanceStatus, ServiceStatus, StatusReport, check_stack, write_tls_textfile
 
 DEFAULT_STATUS_CONNECT_TIMEOUT_S = 3.0
-ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", help="seconds to wait for each server")]
+ConnectTimeout = Annotated[float, typer.Option("--connect-timeout", min=MIN_TIMEOUT_S, help="seconds to wait for each server (> 0)")]
 TextfileDir = Annotated[
     Path | None,
     typer.Option("--textfile-dir", help="also write nndb-<stack>-tls.prom there (node_exporter's textfile directory; tls.enabled only)"),
@@ -127,6 +127,8 @@ def status(
     """Instances, migrations, backups, WAL archiving, certificates: green or red. Read-only.
 
     Exits 9 when anything is red, naming each red item on stderr (one line each); 0 otherwise.
+
+    Examples: `nndb status local-db`, `nndb status prod-db --json --connect-timeout 5` (docs/status.md).
     """
     logger = configure_logging(False)
     resolved = resolve(stack, project_dir)
@@ -137,7 +139,8 @@ def status(
         context.close()
     if textfile_dir is not None:
         write_tls_textfile(report, textfile_dir)
-    print(json.dumps(report.as_dict(), indent=2) if as_json else render(report))
+    set_result(report.as_dict())
+    console.print(render(report), markup=False)
     red = report.red
     if red:
         sys.stdout.flush()

@@ -29,6 +29,7 @@ def target_for(context: HookContext, instance: str) -> PgTarget:
         password=context.password(SUPERUSER_SECRETS[instance]),
         connect_timeout_s=context.connect_timeout_s,
         tls_env=tls.env() if (tls := context.client_tls()) is not None else {},
+        base_env=context.tool_environ,
     )
 
 

@@ -1,15 +1,15 @@
-"""Build the cdktf ``App`` with all four stacks: the edge where config and environment are read."""
+"""Build the cdktf ``App`` with all four stacks from inputs the edge resolved (``nexanest_db.edge``)."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from cdktf import App
 
-from nexanest_db.config import STACKS, ProjectPaths, effective_environment, find_env_file
+from nexanest_db.config import STACKS, ProjectPaths
+from nexanest_db.edge import synth_environment
 from nexanest_db.stacks import outputs, uploads_report
 from nexanest_db.stacks.database_stack import DatabaseStack
 from nexanest_db.stacks.inputs import StackInputs, gather_inputs
@@ -36,18 +36,19 @@ def _build(
     return app, inputs
 
 
-def synth_from_environment(project_root: Path | None = None) -> None:
-    """``python main.py`` / ``cdktf synth``: read the process environment and ``.env.db`` once, then synth.
+def synth_project(project_root: Path, environ: Mapping[str, str]) -> None:
+    """``python main.py`` / ``cdktf synth`` / ``nndb synth``: the entry point hands the process environment
+    (``environ``), merged over the project's ``.env.db`` here once, then synth into ``cdktf.out`` of the
+    working directory (the entry points run from ``project_root``).
 
     Then the files around each ``cdk.tf.json`` (``nexanest_db.stacks.outputs``): the stack directory
     0700, local state files 0600, and ``NNDB_PROVIDER_LOCK_FILE`` (an offline machine's mirror lock).
     """
-    root = project_root or Path.cwd()
-    paths = ProjectPaths.at(root)
-    environ = effective_environment(os.environ, find_env_file(root))
-    app, inputs = _build(paths=paths, environ=environ, outdir=None, stacks=STACKS)
+    paths = ProjectPaths.at(project_root)
+    merged = synth_environment(environ=environ, root=project_root)
+    app, inputs = _build(paths=paths, environ=merged, outdir=None, stacks=STACKS)
     app.synth()
-    lock_file = Path(environ["NNDB_PROVIDER_LOCK_FILE"]) if environ.get("NNDB_PROVIDER_LOCK_FILE") else None
+    lock_file = Path(merged["NNDB_PROVIDER_LOCK_FILE"]) if merged.get("NNDB_PROVIDER_LOCK_FILE") else None
     for stack_inputs in inputs:
         stack_dir = Path(app.outdir) / "stacks" / stack_inputs.stack
         outputs.secure_stack_directory(stack_dir)

@@ -1,5 +1,5 @@
 """What synth does to the files around ``cdk.tf.json``: private stack directories, private local
-state, and the provider lock file of an offline machine. Called by ``synth_from_environment`` only.
+state, and the provider lock file of an offline machine. Called by ``synth_project`` only.
 
 Why (docs/secrets.md, "Where secret values live"):
 

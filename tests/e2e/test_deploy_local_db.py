@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from tests.fixtures.toolchain import Toolchain
+from tests.support.cli_json import json_result
 from tests.support.deploy import INSTANCES, DeployedCopy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_providers]
@@ -71,7 +72,7 @@ def test_deploy_local_db_end_to_end(local: DeployedCopy) -> None:
         cache.set("portfolio:e2e", "1")
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=local.ports["redis"]).ping()
-    catalog = json.loads(local.nndb("backup", "list", "local-db", "--json").stdout)
+    catalog = json_result(local.nndb("backup", "list", "local-db", "--json").stdout, "backup-list")
     assert sorted(catalog["databases"]) == ["postgres/auth", "postgres/portfolio", "timescale/analytics"]
     assert catalog["backups"] and all(record["verified"] for record in catalog["backups"])
     with local.connect("postgres", "auth_app", pw["AUTH_DB_PASSWORD"], "auth") as conn:
@@ -166,7 +167,7 @@ def test_deploy_local_db_end_to_end(local: DeployedCopy) -> None:
     output = local.cdktf("destroy", "destroy").output
     assert "before-destroy local-db: 3 backups taken and proven by restore" in output
     assert local.names_on_engine() == {"containers": "", "volumes": "", "networks": ""}
-    catalog = json.loads(local.nndb("backup", "list", "local-db", "--json").stdout)
+    catalog = json_result(local.nndb("backup", "list", "local-db", "--json").stdout, "backup-list")
     last = {
         subject: max((b for b in catalog["backups"] if b["subject"] == subject), key=lambda b: b["taken_at"])
         for subject in catalog["databases"]

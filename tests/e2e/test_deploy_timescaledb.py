@@ -19,7 +19,6 @@ image FAILS it, saying what it needs.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.toolchain import Toolchain
+from tests.support.cli_json import json_result
 from tests.support.deploy import DeployedCopy
 from tests.support.project import REPO_ROOT
 from tests.support.standins import HANDBUILT_TIMESCALEDB
@@ -126,7 +126,7 @@ def test_timescaledb_upgrade_fresh_deploy_and_restorable_backups(timescale: Depl
             )
     backup = timescale.nndb("backup", "run", "local-db")
     assert backup.returncode == 0, backup.stdout + backup.stderr
-    catalog = json.loads(timescale.nndb("backup", "list", "local-db", "--json").stdout)
+    catalog = json_result(timescale.nndb("backup", "list", "local-db", "--json").stdout, "backup-list")
     latest = max((b for b in catalog["backups"] if b["subject"] == "timescale/analytics"), key=lambda b: b["taken_at"])
     # restored into a scratch database (timescaledb_pre_restore/post_restore) with the hypertable's rows counted
     assert latest["verified"] is True and latest["row_counts"]["analytics.price_ticks"] == 3, latest

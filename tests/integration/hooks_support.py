@@ -8,10 +8,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from nexanest_db.commands.common import Resolved
 from nexanest_db.commands.hookrun import build_context
-from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints
 from nexanest_db.context import HookContext
+from nexanest_db.edge import Resolved, resolve
 from nexanest_db.hookspecs import PHASE_HOOKS
 from nexanest_db.plugins.manager import RunReport, plugin_manager, run_phases
 from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
@@ -21,11 +20,9 @@ MIGRATE_HOOKS = ("nndb_preflight", "nndb_init_sql", "nndb_apply_migrations")
 
 
 def resolved_for(db_stack: DbStack, environ: Mapping[str, str] | None = None) -> Resolved:
-    """What `commands.common.resolve` builds, from an explicit environment (no os.environ: xdist/thread safe)."""
+    """The edge's resolution (what `nndb` runs), from an explicit environment (no os.environ: xdist/thread safe)."""
     env = dict(environ if environ is not None else db_stack.environ)
-    paths = ProjectPaths.at(db_stack.project)
-    config = load_environment(db_stack.stack, config_dir=paths.config_dir)
-    return Resolved(stack=db_stack.stack, paths=paths, config=config, environ=env, endpoints=resolve_endpoints(config, env))
+    return resolve(db_stack.stack, environ=env, start=db_stack.project)
 
 
 def context_for(db_stack: DbStack, environ: Mapping[str, str] | None = None, **options) -> HookContext:

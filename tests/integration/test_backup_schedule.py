@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 def test_scheduled_runs_are_listed_and_an_overdue_backup_fails_verify(db_stack: DbStack, tmp_path: Path) -> None:
     run_in_process(db_stack, hooks=("nndb_preflight", "nndb_init_sql", "nndb_apply_migrations"))
+    (tmp_path / "repo").mkdir()  # a --backup-dir that does not exist is an error, not an empty catalog
     repo = ["--backup-dir", str(tmp_path / "repo")]
     listing = nndb(db_stack, "backup", "list", "local-db", *repo)
     assert "scheduled runs: none recorded" in listing.stdout

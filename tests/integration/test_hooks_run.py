@@ -3,12 +3,11 @@ place after one run, nothing to do on the second; `migrate status` and `backup l
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack
 from tests.integration.hooks_support import nndb
+from tests.support.cli_json import json_result
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +44,11 @@ def test_first_run_sets_everything_up_and_second_run_changes_nothing(db_stack: D
 
     status = nndb(db_stack, "migrate", "status", "local-db", "--json")
     assert status.returncode == 0, status.stderr
-    payload = json.loads(status.stdout)
+    payload = json_result(status.stdout, "migrate-status")
     assert payload["pending"] == 0 and payload["applied"] == sum(m + 1 for _, m in SERVICES.values())
 
     listing = nndb(db_stack, "backup", "list", "local-db", "--json")
-    catalog = json.loads(listing.stdout)
+    catalog = json_result(listing.stdout, "backup-list")
     assert set(catalog["databases"]) == {"postgres/auth", "postgres/portfolio", "timescale/analytics"}
     assert all(b["verified"] for b in catalog["backups"]) and len(catalog["backups"]) == 3
     assert catalog["databases"]["postgres/auth"]["policy"] == {"schedule": "0 2 * * *", "retention_days": 3, "pitr": False}
@@ -62,7 +61,7 @@ def test_first_run_sets_everything_up_and_second_run_changes_nothing(db_stack: D
 def test_json_output_and_disabled_plugin(db_stack: DbStack) -> None:
     result = nndb(db_stack, "hooks", "run", "local-db", "--json", environ={**db_stack.environ, "NNDB_DISABLE_PLUGINS": "backup"})
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json_result(result.stdout, "hooks-run")
     assert report["disabled"] == ["backup"]
     assert report["change_count"] == len(report["changes"]) > 0
     assert {c["plugin"] for c in report["changes"]} == {"init_sql", "migrations", "permissions", "redis_acl", "monitoring"}

@@ -16,6 +16,7 @@ import pytest
 from nexanest_db.errors import StatusRed
 from tests.fixtures.servers import DbStack
 from tests.integration.hooks_support import nndb, run_in_process, write_migration
+from tests.support.cli_json import json_result
 
 pytestmark = pytest.mark.integration
 STACK = "local-db"
@@ -44,7 +45,7 @@ def test_a_healthy_tier_is_green_with_every_instance_and_service(deployed: DbSta
     for name in ("postgres", "timescale", "redis", "auth", "portfolio", "analytics"):
         assert any(line.startswith(f"{name} ") and " OK " in line for line in result.stdout.splitlines()), name
 
-    document = json.loads(status(deployed, "--json").stdout)
+    document = json_result(status(deployed, "--json").stdout, "status")
     assert document["schema"] == 1 and document["stack"] == STACK and document["state"] == "ok"
     assert document["findings"] == []
     for name in ("postgres", "timescale"):
@@ -78,7 +79,7 @@ def test_a_stopped_server_is_red_and_named(deployed: DbStack) -> None:
     (line,) = red_lines(result.stderr)
     assert line.startswith(f"red: timescale: unreachable: timescale at 127.0.0.1:{deployed.timescale.port}: connection refused")
     assert result.stderr.splitlines()[-1] == "nndb: error: local-db: 1 red item (listed above)"
-    document = json.loads(status(deployed, "--json").stdout)
+    document = json_result(status(deployed, "--json").stdout, "status", ok=False)
     assert document["state"] == "red"
     assert document["instances"]["timescale"]["reachable"] is False
     assert document["services"]["analytics"]["checked"] is False  # its instance's red line says why
@@ -108,7 +109,7 @@ def test_a_pending_migration_is_red_and_named_and_status_applies_nothing(deploye
     assert result.returncode == StatusRed.exit_code
     assert red_lines(result.stderr) == ["red: portfolio: 1 pending migration(s) (V900); run `nndb migrate apply local-db`"]
     # read-only: the migration is still pending, the ledger untouched
-    again = json.loads(status(deployed, "--json").stdout)
+    again = json_result(status(deployed, "--json").stdout, "status", ok=False)
     assert again["services"]["portfolio"]["migrations"]["pending"] == ["V900"]
     with deployed.postgres.connect(dbname="portfolio") as conn:
         assert conn.execute("SELECT to_regclass('portfolio.status_probe')").fetchone() == (None,)
@@ -132,7 +133,7 @@ def test_tls_certificates_are_read_from_the_wire_and_one_about_to_expire_is_red(
     textfiles.mkdir()
     result = status(tls_db_stack, "--json", "--textfile-dir", str(textfiles))
     assert result.returncode == StatusRed.exit_code, result.stderr
-    document = json.loads(result.stdout)
+    document = json_result(result.stdout, "status", ok=False)
     for name in ("postgres", "timescale", "redis"):
         tls = document["instances"][name]["tls"]
         assert tls["earliest"] == "server certificate" and 1.9 < tls["days_left"] <= 2.0, tls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,156 @@ def test_a_binary_or_broken_env_file_is_one_line_for_every_command(tmp_path: Pat
         assert result.returncode == 2, (argv, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"nndb: error: {project / '.env.db'}"), (argv, result.stderr)
+
+
+# --- the conventions every command shares (docs/cli.md): --json, --quiet, --no-color, --help examples ---
+
+
+def leaf_commands() -> list[tuple[tuple[str, ...], object]]:
+    found: list[tuple[tuple[str, ...], object]] = []
+
+    def walk(command: object, path: tuple[str, ...]) -> None:
+        children = getattr(command, "commands", None)
+        if children:
+            for name, child in sorted(children.items()):
+                walk(child, (*path, name))
+            return
+        found.append((path, command))
+
+    walk(get_command(build_app()), ())
+    return found
+
+
+def _options(command: object) -> set[str]:
+    return {opt for param in getattr(command, "params", []) for opt in getattr(param, "opts", [])}
+
+
+def _placeholders(command: object, skip: str = "") -> list[str]:
+    """Values for every required argument and option (``x``): parsing then gets past "missing"."""
+    argv: list[str] = []
+    for param in getattr(command, "params", []):
+        if not getattr(param, "required", False) or skip in param.opts:
+            continue
+        argv += ["x"] if param.param_type_name == "argument" else [param.opts[0], "x"]
+    return argv
+
+
+def _ids(value: object) -> str:
+    return " ".join(value) if isinstance(value, tuple) else ""
+
+
+LEAVES = leaf_commands()
+
+
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=_ids)
+def test_every_command_has_the_common_options_and_help_examples(
+    capsys: pytest.CaptureFixture[str], path: tuple[str, ...], command: object
+) -> None:
+    assert {"--json", "--quiet", "--no-color"} <= _options(command), path
+    code, out, _ = run_main(capsys, *path, "--help")
+    assert code == 0 and "Example" in out, f"`nndb {' '.join(path)} --help` shows no example"
+
+
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=_ids)
+def test_a_usage_error_with_json_is_a_json_document_on_stdout(
+    capsys: pytest.CaptureFixture[str], path: tuple[str, ...], command: object
+) -> None:
+    cases = [[*path, *_placeholders(command), "--no-such-option", "--json"], ["--json", *path, "--no-such-option"]]
+    if any(getattr(p, "required", False) for p in getattr(command, "params", [])):
+        cases.append([*path, "--json"])  # a missing argument
+    for argv in cases:
+        code, out, err = run_main(capsys, *argv)
+        assert_one_usage_line(code, err, path)
+        document = json.loads(out)
+        assert document["schema"] == f"nndb/{'-'.join(path)}/1", (argv, document)
+        assert document["ok"] is False and document["error"]["exit_code"] == code == 2
+        assert document["error"]["kind"] == "UsageError"
+        assert document["error"]["message"] == err.strip().removeprefix("nndb: error: ")
+
+
+TIMEOUT_OPTIONS = ("--connect-timeout", "--timeout", "--lock-timeout", "--statement-timeout")
+
+
+@pytest.mark.parametrize(
+    ("path", "command", "option"),
+    [(path, command, option) for path, command in LEAVES for option in TIMEOUT_OPTIONS if option in _options(command)],
+    ids=lambda v: _ids(v) if isinstance(v, tuple) else (v if isinstance(v, str) else ""),
+)
+def test_negative_seconds_are_refused(capsys: pytest.CaptureFixture[str], path: tuple[str, ...], command: object, option: str) -> None:
+    code, _, err = run_main(capsys, *path, *_placeholders(command), option, "-1")
+    assert_one_usage_line(code, err, path)
+    assert f"Invalid value for '{option}'" in err
+
+
+@pytest.mark.parametrize(("path", "command"), [(p, c) for p, c in LEAVES if "--project-dir" in _options(c)], ids=_ids)
+def test_a_missing_project_dir_is_refused(
+    capsys: pytest.CaptureFixture[str], path: tuple[str, ...], command: object, tmp_path: Path
+) -> None:
+    code, _, err = run_main(capsys, *path, *_placeholders(command), "--project-dir", str(tmp_path / "nonexistent"))
+    assert_one_usage_line(code, err, path)
+    assert "'--project-dir'" in err and "does not exist" in err
+
+
+def test_backup_list_of_a_missing_directory_is_an_error_not_an_empty_catalog(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run_main(capsys, "backup", "list", "local-db", "--backup-dir", str(tmp_path / "nonexistent"))
+    assert_one_usage_line(code, err, ("backup", "list"))
+    assert "does not exist" in err and out == ""
+
+
+def test_json_success_document_and_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys, "--json", "--version")
+    assert code == 0 and err == ""
+    assert json.loads(out) == {"schema": "nndb/nndb/1", "ok": True, "result": {"version": __version__}}
+    code, out, _ = run_main(capsys, "completion", "zsh", "--json")
+    document = json.loads(out)
+    assert code == 0 and document["schema"] == "nndb/completion/1" and document["ok"] is True
+    assert document["result"]["shell"] == "zsh" and "_NNDB_COMPLETE" in document["result"]["script"]
+    for argv in (("--quiet", "completion", "bash"), ("completion", "bash", "-q")):
+        code, out, err = run_main(capsys, *argv)
+        assert (code, out, err) == (0, "", "")
+
+
+def test_no_color_flag_and_variable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from nexanest_db.commands import output
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    run_main(capsys, "completion", "bash")
+    assert output.console.no_color is False
+    run_main(capsys, "completion", "bash", "--no-color")
+    assert output.console.no_color is True
+    monkeypatch.setenv("NO_COLOR", "1")
+    run_main(capsys, "completion", "bash")
+    assert output.console.no_color is True
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_complete_commands(shell: str, tmp_path: Path) -> None:
+    script = subprocess.run([NNDB, "completion", shell], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "_NNDB_COMPLETE" in script
+    # What the script asks nndb when Tab is pressed after `nndb backup l`:
+    if shell == "bash":
+        env = {"_NNDB_COMPLETE": "complete_bash", "COMP_WORDS": "nndb backup l", "COMP_CWORD": "2"}
+    else:
+        env = {"_NNDB_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": "nndb backup l"}
+        if shell == "fish":
+            env["_TYPER_COMPLETE_FISH_ACTION"] = "get-args"
+    answer = subprocess.run(
+        [NNDB], cwd=tmp_path, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert answer.returncode == 0 and "list" in answer.stdout, answer.stdout + answer.stderr
+
+
+def test_bash_accepts_the_completion_script(tmp_path: Path) -> None:
+    script = tmp_path / "nndb.bash"
+    script.write_text(subprocess.run([NNDB, "completion", "bash"], capture_output=True, text=True, check=True, timeout=60).stdout)
+    registered = subprocess.run(["bash", "-c", f"source {script} && complete -p nndb"], capture_output=True, text=True, check=False)
+    assert registered.returncode == 0 and "_nndb_completion" in registered.stdout, registered.stderr
+
+
+def test_nndb_synth_finds_the_project_from_a_subdirectory_and_takes_project_dir(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _nndb_in(elsewhere, "synth")
+    assert result.returncode == 2 and "not inside a nexanest-db project" in result.stderr and "--project-dir" in result.stderr
+    code, _, err = run_main(capsys, "synth", "--project-dir", str(tmp_path / "missing"))
+    assert_one_usage_line(code, err, ("synth",))

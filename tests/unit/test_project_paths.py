@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nexanest_db.commands.common import project_paths
+from nexanest_db.edge import project_paths
 from nexanest_db.errors import ConfigError
 
 
