@@ -87,3 +87,9 @@ class PitrError(NndbError):
     """Point-in-time recovery: the repository (barman), a base backup or a recovery failed or was refused."""
 
     exit_code = 11
+
+
+class FailoverError(NndbError):
+    """A switchover or failover was refused or stopped; the message says which node is primary now."""
+
+    exit_code = 16
