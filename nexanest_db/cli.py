@@ -42,7 +42,7 @@ def _root(
 
 
 def build_app() -> typer.Typer:
-    from nexanest_db.commands import backup, hooks, lifecycle, migrate, secrets, status, synth
+    from nexanest_db.commands import backup, failover, hooks, lifecycle, migrate, secrets, status, synth
 
     app = typer.Typer(name="nndb", help="Operate the NexaNest database tier.", no_args_is_help=True, add_completion=False)
     app.callback()(_root)
@@ -54,6 +54,7 @@ def build_app() -> typer.Typer:
     app.command(name="wait-ready")(lifecycle.wait_ready_command)
     app.command(name="before-destroy")(lifecycle.before_destroy_command)
     app.command(name="status")(status.status)
+    app.command(name="failover")(failover.failover_command)
     return app
 
 
