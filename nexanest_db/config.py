@@ -483,6 +483,44 @@ class ServiceConfig(_Model):
     readonly_role: bool = False
 
 
+class ReplicaConfig(_Model):
+    """A streaming standby of one PostgreSQL/TimescaleDB instance, on its own Docker engine (docs/topology.md)."""
+
+    docker: DockerConfig
+    endpoint_host: str = Field(min_length=1, description="host name clients and nndb use to reach the replica's published port")
+    port: Port
+
+    @field_validator("endpoint_host")
+    @classmethod
+    def _endpoint_host(cls, value: str) -> str:
+        return check_host(value)
+
+
+PRIMARY_NODE = "primary"
+
+
+class InstanceReplication(_Model):
+    """``[replication.<instance>]``: the instance's replicas, and which node takes writes."""
+
+    primary: str = Field(
+        default=PRIMARY_NODE,
+        description="the node taking writes: 'primary' (the stack's own container) or a replica's name; `nndb failover` sets it",
+    )
+    replicas: dict[DockerName, ReplicaConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_primary(self) -> InstanceReplication:
+        if PRIMARY_NODE in self.replicas:
+            raise ValueError(f"replicas: {PRIMARY_NODE!r} names the stack's own container; give the replica another name")
+        if self.primary != PRIMARY_NODE and self.primary not in self.replicas:
+            known = ", ".join([PRIMARY_NODE, *sorted(self.replicas)])
+            raise ValueError(f"primary: {self.primary!r} is not a node of this instance (known: {known})")
+        return self
+
+    def nodes(self) -> list[str]:
+        return [PRIMARY_NODE, *sorted(self.replicas)]
+
+
 class EnvironmentConfig(_Model):
     """Everything one stack needs; produced only by ``load_environment``."""
 
@@ -506,6 +544,15 @@ class EnvironmentConfig(_Model):
     tls: TlsConfig = TlsConfig()
     destroy: DestroyPolicy = DestroyPolicy()
     exporters: ExportersConfig = ExportersConfig()
+    replication: dict[Literal["postgres", "timescale"], InstanceReplication] = Field(default_factory=dict)
+
+    def primary_endpoint(self, instance: str) -> HostPort | None:
+        """Where the instance's writable node answers when a failover moved it to a replica, else ``None``."""
+        replication = self.replication.get(instance)  # type: ignore[call-overload]
+        if replication is None or replication.primary == PRIMARY_NODE:
+            return None
+        replica = replication.replicas[replication.primary]
+        return HostPort(host=replica.endpoint_host, port=replica.port)
 
     @field_validator("bind_address")
     @classmethod
@@ -839,15 +886,16 @@ def resolve_endpoints(config: EnvironmentConfig, environ: Mapping[str, str]) -> 
     db_host = environ.get("DB_HOST") or None
     base_host = db_host or config.endpoint_host
 
-    def one(prefix: str, default_port: int) -> HostPort:
+    def one(prefix: str, default_port: int, moved: HostPort | None = None) -> HostPort:
+        # After a failover the config names a replica as the primary: its host and port, unless overridden.
         return HostPort(
-            host=environ.get(f"{prefix}_HOST") or base_host,
-            port=_port(environ, f"{prefix}_PORT", default_port),
+            host=environ.get(f"{prefix}_HOST") or (moved.host if moved else base_host),
+            port=_port(environ, f"{prefix}_PORT", moved.port if moved else default_port),
         )
 
     endpoints = Endpoints(
-        postgres=one("POSTGRES", config.postgres.port),
-        timescale=one("TIMESCALE", config.timescale.port),
+        postgres=one("POSTGRES", config.postgres.port, config.primary_endpoint("postgres")),
+        timescale=one("TIMESCALE", config.timescale.port, config.primary_endpoint("timescale")),
         redis=one("REDIS", config.redis.port),
         db_host_override=db_host,
         exporter_ports={

@@ -15,7 +15,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
-from nexanest_db.config import EnvironmentConfig
+from nexanest_db.config import DockerConfig, EnvironmentConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,9 +57,14 @@ class Engine:
 
     @classmethod
     def for_config(cls, config: EnvironmentConfig, *, ssh_host_override: str | None = None) -> Engine:
-        ssh = config.docker.ssh
+        return cls.for_docker(config.docker, ssh_host_override=ssh_host_override)
+
+    @classmethod
+    def for_docker(cls, docker: DockerConfig, *, ssh_host_override: str | None = None) -> Engine:
+        """The engine of one ``[docker]`` table: the stack's, or a replica's (``[replication.*.replicas.*.docker]``)."""
+        ssh = docker.ssh
         if ssh is None:
-            host = config.docker.host or "unix:///var/run/docker.sock"
+            host = docker.host or "unix:///var/run/docker.sock"
             return cls(argv=("docker", "-H", host), remote=False, description=host)
         host = ssh_host_override or ssh.host
         # As Docker's connection helper does: -p only for a port in the URL, so an ssh config (-F) can set it.

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.docker_engine",
     "tests.fixtures.sshd",
     "tests.fixtures.prometheus",
+    "tests.fixtures.replication",
 ]

@@ -51,6 +51,7 @@ _RANK: dict[str, int] = {"ok": 0, "warn": 1, "red": 2}
 
 # Thresholds, as the shipped rules have them (monitoring/rules/*.yml; docs/monitoring.md says why).
 CONNECTIONS_WARN_RATIO = 0.8  # NndbPostgresConnectionsNearLimit
+REPLICATION_LAG_WARN_BYTES = 64 * 1024 * 1024  # NndbReplicationLagHigh: four WAL segments
 CONNECTIONS_RED_RATIO = 0.95  # a few sessions left: new clients are about to be refused
 REDIS_MEMORY_WARN_RATIO = 0.9  # NndbRedisMemoryNearLimit
 TLS_WARN_DAYS = 14  # NndbTlsCertificateExpiringSoon
@@ -92,6 +93,7 @@ class InstanceStatus:
     connections_max: int | None = None
     uptime_s: int | None = None
     wal_archiving: dict[str, object] | None = None  # PostgreSQL with backup.pitr only
+    replication: dict[str, object] | None = None  # PostgreSQL: its role and each streaming client's lag
     tls: TlsExpiry | None = None  # tls.enabled only
     memory_used_bytes: int | None = None  # Redis only
     memory_max_bytes: int | None = None
@@ -165,6 +167,7 @@ class StatusReport:
             }
             if s.kind == "postgres":
                 entry["wal_archiving"] = s.wal_archiving
+                entry["replication"] = s.replication
             else:
                 entry["memory"] = {"used_bytes": s.memory_used_bytes, "max_bytes": s.memory_max_bytes} if s.reachable else None
                 entry["acl_users"] = {"present": s.acl_users_present, "missing": s.acl_users_missing} if s.reachable else None
@@ -296,11 +299,36 @@ class _Checker:
                 self.find("warn", name, f"connections {used}/{limit} (over {CONNECTIONS_WARN_RATIO:.0%} of max_connections)")
             if context.config.backup.pitr:
                 self.wal_archiving(conn, status, archive_mode)
+            self.replication(conn, status)
         except psycopg.Error as exc:
             self.find("red", name, f"status query failed: {one_line(exc)}")
         if context.config.tls.enabled:
             self.tls_expiry(status, endpoint.host, endpoint.port, postgres=True)
         return status
+
+    def replication(self, conn: psycopg.Connection, status: InstanceStatus) -> None:
+        """The instance's role, and how far each streaming client (a standby, barman's WAL receiver) lags."""
+        node = conn.execute(load_query(self.sql_dir, "replication-node")).fetchone()
+        assert node is not None
+        in_recovery = bool(node[0])
+        clients = [] if in_recovery else conn.execute(load_query(self.sql_dir, "replication-standbys")).fetchall()
+        status.replication = {
+            "role": "standby" if in_recovery else "primary",
+            "clients": [
+                {"application_name": name, "state": state, "replay_lag_bytes": int(lag_bytes), "replay_lag_s": round(float(lag_s), 3)}
+                for name, state, lag_bytes, lag_s in clients
+            ],
+        }
+        if in_recovery:
+            # The stack's endpoint should name the primary: after a failover, re-point it (docs/runbooks/failover.md).
+            self.find("red", status.name, "answers as a standby (read-only): the endpoint does not point at the primary")
+        for name, state, lag_bytes, _lag_s in clients:
+            if int(lag_bytes) > REPLICATION_LAG_WARN_BYTES:
+                self.find(
+                    "warn",
+                    status.name,
+                    f"{name} ({state}) lags {int(lag_bytes) // (1024 * 1024)} MiB behind; see docs/runbooks/replication.md",
+                )
 
     def wal_archiving(self, conn: psycopg.Connection, status: InstanceStatus, archive_mode: str) -> None:
         row = conn.execute(load_query(self.sql_dir, "status-archiver")).fetchone()

@@ -9,11 +9,13 @@ verified backups), then broken one way per test.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from nexanest_db.errors import StatusRed
+from tests.fixtures.replication import start_standby
 from tests.fixtures.servers import DbStack
 from tests.integration.hooks_support import nndb, run_in_process, write_migration
 from tests.support.cli_json import json_result
@@ -54,6 +56,7 @@ def test_a_healthy_tier_is_green_with_every_instance_and_service(deployed: DbSta
         assert 1 <= instance["connections"]["used"] < instance["connections"]["max"]
         assert instance["uptime_s"] >= 0 and instance["tls"] is None
         assert instance["wal_archiving"] is None  # local-db has no PITR
+        assert instance["replication"] == {"role": "primary", "clients": []}
     redis = document["instances"]["redis"]
     assert redis["version"].startswith("7.") and redis["memory"]["used_bytes"] > 0 and redis["memory"]["max_bytes"] >= 0
     assert redis["acl_users"] == {"present": ["analytics", "auth", "default", "nndb_monitor", "portfolio"], "missing": []}
@@ -147,3 +150,24 @@ def test_tls_certificates_are_read_from_the_wire_and_one_about_to_expire_is_red(
     ]
     expected = datetime.fromisoformat(document["instances"]["redis"]["tls"]["not_after"].replace("Z", "+00:00")).timestamp()
     assert all(int(line.split(" ")[1]) == int(expected) for line in samples)
+
+
+def test_a_streaming_standby_is_listed_with_its_lag_and_a_standby_behind_the_endpoint_is_red(deployed: DbStack) -> None:
+    standby = start_standby(deployed.postgres)
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while True:
+            document = json_result(status(deployed, "--json").stdout, "status")
+            clients = document["instances"]["postgres"]["replication"]["clients"]
+            if clients or datetime.now(UTC) > deadline:
+                break
+            time.sleep(0.2)
+        assert [c["state"] for c in clients] == ["streaming"], clients
+        assert clients[0]["replay_lag_bytes"] >= 0 and document["instances"]["postgres"]["state"] == "ok"
+
+        # The endpoint names the standby (a failover whose re-pointing was forgotten, or the reverse): red, by name.
+        result = nndb(deployed, "status", STACK, environ={**deployed.environ, "POSTGRES_PORT": str(standby.port)}, timeout=60)
+        assert result.returncode == StatusRed.exit_code
+        assert "red: postgres: answers as a standby (read-only): the endpoint does not point at the primary" in red_lines(result.stderr)
+    finally:
+        standby.stop()

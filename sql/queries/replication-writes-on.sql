@@ -1,0 +1,2 @@
+-- Switchover abandoned: the primary takes writes again.
+ALTER SYSTEM RESET default_transaction_read_only
