@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import typer
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S, build_context, configure_logging
 from nexanest_db.commands.hooks import AsJson, ConnectTimeout, LockTimeout, ProjectDir, Stack, StatementTimeout
+from nexanest_db.commands.output import set_result
 from nexanest_db.errors import DriftFound, NndbError
 from nexanest_db.operations.drift import DriftReport, check_stack
 
@@ -45,8 +45,7 @@ def _print_failure(as_json: bool, stack: str, started: datetime, service: list[s
     """With ``--json``, a check that could not finish still prints its document: the error in it, no findings."""
     if as_json:
         failed = DriftReport(stack=stack, checked_at=started, services=list(service or ()))
-        print(json.dumps(failed.as_dict(error=line, exit_code=exit_code), indent=2))
-        sys.stdout.flush()
+        set_result(failed.as_dict(error=line, exit_code=exit_code))
 
 
 def render(report: DriftReport) -> str:
@@ -101,7 +100,10 @@ def drift(
         # typer would turn it into a silent exit status the CLI does not see: make it the CLI's "aborted", exit 130.
         _print_failure(as_json, stack, started, service, "aborted", INTERRUPTED_EXIT_CODE)
         raise typer.Abort() from None
-    print(json.dumps(report.as_dict(), indent=2) if as_json else render(report))
+    if as_json:
+        set_result(report.as_dict())
+    else:
+        print(render(report))
     if report.findings:
         sys.stdout.flush()
         count = len(report.findings)

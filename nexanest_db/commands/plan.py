@@ -22,6 +22,7 @@ import typer
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import backup_dir_for, configure_logging
 from nexanest_db.commands.hooks import AsJson, ConnectTimeout, ProjectDir, Stack
+from nexanest_db.commands.output import set_result
 from nexanest_db.context import HookContext
 from nexanest_db.errors import NndbError, SecretsError, UsageError
 from nexanest_db.operations.infra_changes import InfraChanges
@@ -214,20 +215,17 @@ def plan(
     """
     try:
         report = _build(stack, project_dir=project_dir, base=base, plan_file=plan_file, connect_timeout=connect_timeout)
-    except NndbError as exc:
-        if as_json:
-            print(_error_document(stack, exc))
-            sys.stdout.flush()
-        raise
+    except NndbError:
+        raise  # with --json the CLI's envelope carries the error (docs/cli.md)
     text = json.dumps(report.as_dict(), indent=2) if as_json else render_markdown(report)
+    if as_json:
+        set_result(report.as_dict())
     if output is None:
-        print(text)
+        if not as_json:
+            print(text)
         return
     try:
         output.write_text(text + ("\n" if as_json else ""), encoding="utf-8")
     except OSError as exc:
-        error = UsageError(f"--output {output}: cannot write ({exc.strerror}); give a writable path")
-        if as_json:
-            print(_error_document(stack, error))
-        raise error from None
+        raise UsageError(f"--output {output}: cannot write ({exc.strerror}); give a writable path") from None
     print(f"plan {stack}: {report.verdict.line} (report in {output})", file=sys.stderr)

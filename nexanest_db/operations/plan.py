@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,6 +187,13 @@ def _last_line(output: bytes | str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """End a synth and everything it started (jsii runs a node process that would go on writing into scratch)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[str, str]) -> dict[str, dict[str, object] | None]:
     """``python main.py`` of each project directory (in parallel, each into its own temporary outdir): the stack's
     ``cdk.tf.json`` per source label, ``None`` where that tree has no such stack."""
@@ -201,14 +210,19 @@ def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[st
             private_tmp.mkdir()
             env = {**environ, "CDKTF_OUTDIR": str(outdirs[label]), "PYTHONPATH": str(project), "TMPDIR": str(private_tmp)}
             running[label] = subprocess.Popen(
-                [sys.executable, "main.py"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                [sys.executable, "main.py"],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: jsii's node child goes with it when killed
             )
         documents: dict[str, dict[str, object] | None] = {}
         for label, process in running.items():
             try:
                 _, stderr = process.communicate(timeout=SYNTH_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _kill_group(process)
                 process.communicate()
                 raise PlanFailed(f"synth of {label} took over {SYNTH_TIMEOUT_S:.0f}s; run `python main.py` there to see why") from None
             if process.returncode != 0:
@@ -218,9 +232,7 @@ def synth_documents(sources: Mapping[str, Path], stack: str, environ: Mapping[st
         return documents
     finally:
         for process in running.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            _kill_group(process)
         for directory in scratch.values():
             shutil.rmtree(directory, ignore_errors=True)
 

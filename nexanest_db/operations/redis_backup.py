@@ -62,7 +62,7 @@ def _tool(name: str) -> str:
 
 
 def _cli_env(context: HookContext) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDISCLI_", "PG"))}
+    env = {k: v for k, v in context.tool_environ.items() if not k.startswith("REDISCLI_")}  # handed down by the edge
     env["REDISCLI_AUTH"] = context.password(REDIS_DEFAULT_SECRET)
     return env
 

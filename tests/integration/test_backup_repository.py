@@ -142,7 +142,12 @@ def test_backups_live_in_the_repository_and_any_operator_restores_from_it(
     assert portfolios(db_stack) == chosen["row_counts"]["portfolio.portfolios"]
     after = repository.catalog()
     assert len(after["backups"]) == 12, "the fresh backup of the state before the restore is in the repository"
-    assert ok(nndb(db_stack, "backup", "verify", "local-db", environ=env_b)).strip().endswith("4 latest backups restored and verified")
+    assert (
+        ok(nndb(db_stack, "backup", "verify", "local-db", environ=env_b))
+        .strip()
+        .splitlines()[-1]
+        .startswith("backup: 4 latest backups restored and verified")
+    )
     assert not [p for p in (tmp_path / "operator-b-cache").rglob("*") if p.name.endswith(".dump.enc")], "B's cache keeps no dump"
 
     # A writer holding the lock (a run elsewhere) makes the next one wait, then give up with one line; when the

@@ -18,6 +18,7 @@ from nexanest_db.errors import ConfigError, ConnectionFailed, DriftFound
 from nexanest_db.operations.drift import check_stack
 from tests.fixtures.servers import DbStack, PostgresServer
 from tests.integration.hooks_support import context_for, nndb, run_in_process, write_migration
+from tests.support.cli_json import json_result
 
 pytestmark = pytest.mark.integration
 STACK = "local-db"
@@ -55,7 +56,7 @@ def test_a_freshly_deployed_tier_has_no_drift(deployed: DbStack) -> None:
     assert result.stdout.splitlines() == [result.stdout.splitlines()[-1]]
     assert result.stdout.startswith(f"{STACK}: no drift (auth, portfolio, analytics; checked in ")
 
-    document = json.loads(drift(deployed, "--json").stdout)
+    document = json_result(drift(deployed, "--json").stdout, "drift")
     assert document["schema"] == 1 and document["stack"] == STACK
     assert document["drift"] is False and document["findings"] == [] and document["error"] is None
     assert document["services"] == ["auth", "portfolio", "analytics"]
@@ -101,7 +102,7 @@ def test_changes_made_by_hand_are_each_reported_by_name(deployed: DbStack) -> No
     ]
     assert "pw" not in result.stdout.replace("portfolio", "")  # the hand-set password never shows
 
-    document = json.loads(drift(deployed, "--json").stdout)
+    document = json_result(drift(deployed, "--json").stdout, "drift", ok=False)
     assert document["drift"] is True and document["error"] is None
     column = next(f for f in document["findings"] if f["kind"] == "column")
     assert column == {
@@ -174,7 +175,8 @@ def test_service_filter_and_unknown_service(deployed: DbStack) -> None:
     assert unknown.returncode == ConfigError.exit_code
     assert unknown.stderr.strip() == "nndb: error: --service billing: no such service in local-db; known: analytics, auth, portfolio"
     document = json.loads(drift(deployed, "--service", "billing", "--json").stdout)
-    assert document["error"] == {"message": unknown.stderr.strip().removeprefix("nndb: error: "), "exit_code": ConfigError.exit_code}
+    assert document["ok"] is False and document["error"]["message"] == unknown.stderr.strip().removeprefix("nndb: error: ")
+    assert document["error"]["exit_code"] == ConfigError.exit_code
 
 
 def test_an_unreachable_server_is_one_line_with_the_connection_exit_code(deployed: DbStack) -> None:
@@ -188,7 +190,7 @@ def test_an_unreachable_server_is_one_line_with_the_connection_exit_code(deploye
     document = json.loads(drift(deployed, "--json", "--connect-timeout", "2").stdout)
     assert document["error"]["exit_code"] == ConnectionFailed.exit_code
     assert document["error"]["message"] == line.removeprefix("nndb: error: ")
-    assert document["findings"] == []
+    assert document["result"]["findings"] == [] and document["result"]["error"]["message"] == document["error"]["message"]
     assert scratch_databases(deployed.postgres) == []
 
 

@@ -24,6 +24,7 @@ import pytest
 from nexanest_db.errors import PlanFailed, UsageError
 from tests.fixtures.servers import CHILD_PYTHONPATH, STACK_PASSWORDS, DbStack, free_port
 from tests.integration.hooks_support import NNDB, run_in_process
+from tests.support.cli_json import json_result
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration
@@ -85,7 +86,7 @@ def plan_json(repo: Path, db_stack: DbStack, *args: str) -> dict:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert list(scratch(repo).iterdir()) == []  # the base copy and both synth outdirs are gone
-    return json.loads(result.stdout)
+    return json_result(result.stdout, "plan")
 
 
 def resource(document: dict, address: str) -> dict:
@@ -256,7 +257,7 @@ def test_secrets_are_present_or_missing_never_a_value_and_a_missing_source_does_
     environ.pop("AUTH_DB_PASSWORD")
     result = plan(repo, db_stack, STACK, "--json", environ=environ)
     assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
+    document = json_result(result.stdout, "plan")
     (missing,) = [s for s in document["secrets"] if not s["present"]]
     assert missing["name"] == "auth_app" and "AUTH_DB_PASSWORD_FILE" in missing["problem"]
     assert "1 secret missing: the deploy would stop (auth_app)" in document["verdict"]["line"]

@@ -27,6 +27,10 @@ ELSEWHERE = {
     "nndb backup restore": "docs/runbooks/restore.md (test_runbook_restore.py)",
     "nndb backup export": "docs/runbooks/restore.md (test_runbook_restore.py)",
     "nndb backup pitr": "needs a pitr = true stack (test_pitr.py)",
+    "nndb backup schedule": "writes /etc/cron.d (test_backup_schedule.py)",
+    "nndb drift": "test_drift.py, against a tier the hooks deployed",
+    "nndb plan": "needs a git base ref (test_plan.py)",
+    "nndb failover": "needs a replica (tests/e2e/test_failover_engine.py)",
 }
 TABLE_COMMAND = re.compile(r"^\| `(nndb [^`<]+?)\s*(?:<[^`]*)?`", re.M)
 
@@ -64,9 +68,9 @@ def test_the_daily_round_runs_as_written(db_stack: DbStack) -> None:
     assert re.search(r"^ready local-db: postgres .* \(in \d+\.\d+s\)$", out, re.M)
     assert "hooks: 0 changes (up to date)" in out
     assert "migrate: 4 applied, up to date" in out or re.search(r"^migrate: \d+ applied, up to date$", out, re.M)
-    assert re.search(r"^backup: 3 backups taken \(total \d+\.\d+s\)$", out, re.M)
+    assert re.search(r"^backup: 4 backups taken \(total \d+\.\d+s\)$", out, re.M)
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ backup postgres/auth: dump \+ restore to prove it: done in \d+\.\d+s$", out, re.M)
-    assert "backup: 3 latest backups restored and verified" in out
+    assert "backup: 4 latest backups restored and verified" in out
     assert re.search(r"^all \d+ secrets present$", out, re.M)
     assert out.count("local-db: OK") == 1  # the text status; the JSON one went to status.json
     report = json_result((db_stack.project / "status.json").read_text(encoding="utf-8"), "status")
