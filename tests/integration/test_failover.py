@@ -29,10 +29,23 @@ def _count(server_connect) -> int:  # type: ignore[no-untyped-def]
 
 
 def _wait_replayed(pair: ReplicationPair, rows: int, timeout_s: float = 10.0) -> None:
+    # Wait on the WAL position, not on the rows: until the standby has replayed the CREATE TABLE,
+    # a count there fails with "relation does not exist" rather than returning 0.
+    with pair.primary.connect() as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    target_lsn = row[0]
     deadline = time.monotonic() + timeout_s
-    while _count(pair.standby.connect) < rows:
-        assert time.monotonic() < deadline, "the standby never showed the primary's rows"
+    while True:
+        with pair.standby.connect() as conn:
+            replayed = conn.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target_lsn,)
+            ).fetchone()
+        if replayed is not None and replayed[0]:
+            break
+        assert time.monotonic() < deadline, "the standby never replayed the primary's writes"
         time.sleep(0.05)
+    assert _count(pair.standby.connect) == rows
 
 
 def test_writes_on_the_primary_reach_the_standby_which_refuses_writes(primary_standby: ReplicationPair) -> None:
