@@ -38,9 +38,7 @@ def _wait_replayed(pair: ReplicationPair, rows: int, timeout_s: float = 10.0) ->
     deadline = time.monotonic() + timeout_s
     while True:
         with pair.standby.connect() as conn:
-            replayed = conn.execute(
-                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target_lsn,)
-            ).fetchone()
+            replayed = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target_lsn,)).fetchone()
         if replayed is not None and replayed[0]:
             break
         assert time.monotonic() < deadline, "the standby never replayed the primary's writes"
