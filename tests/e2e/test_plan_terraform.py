@@ -32,7 +32,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, toolchain: Toolchain) -> 
 def plan_json(copy: DeployedCopy) -> dict:
     result = copy.nndb("plan", copy.stack, "--json")
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    envelope = json.loads(result.stdout)
+    assert (envelope["schema"], envelope["ok"]) == ("nndb/plan/1", True)
+    return envelope["result"]
 
 
 def test_terraform_plan_of_a_deployed_stack(deployed: DeployedCopy) -> None:
