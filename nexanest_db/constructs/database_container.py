@@ -110,7 +110,7 @@ def database_container(
         networks_advanced=[network_attachment(props.network_name, network_alias)],
         healthcheck=healthcheck,
         entrypoint=list(entrypoint) if entrypoint is not None else None,
-        # Docker's default 10 s can cut a clean shutdown short (a busy checkpoint): who needs more says so.
+        # None keeps Docker's 10 s; a server that needs longer for a clean shutdown says so.
         stop_timeout=stop_timeout_s,
         destroy_grace_seconds=stop_timeout_s,
         **runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
