@@ -1,7 +1,8 @@
 """Render the per-environment database configuration files from ``config/templates/``.
 
 The output is deterministic (settings sorted by key, no timestamps) because it
-is uploaded into the containers through ``cdk.tf.json`` and reviewed in PRs.
+is uploaded into the containers through ``cdk.tf.json`` and reviewed in PRs. The paths the files
+name (key files, the ACL file, the WAL archive) are the containers' own: their constructs define them.
 """
 
 from __future__ import annotations
@@ -13,21 +14,9 @@ from pathlib import Path
 import jinja2
 
 from nexanest_db.config import EnvironmentConfig
+from nexanest_db.constructs import postgres_instance, redis_instance
+from nexanest_db.constructs.database_container import TLS_CERT_PATH
 from nexanest_db.errors import ConfigError
-
-POSTGRES_CONFIG_PATH = "/etc/postgresql/postgresql.conf"
-REDIS_CONFIG_PATH = "/usr/local/etc/redis/redis.conf"
-REDIS_ACL_PATH = "/data/users.acl"  # on the data volume, owned by the redis user: ACL SAVE rewrites it
-WAL_ARCHIVE_DIR = "/var/lib/postgresql/wal-archive"
-# TLS (tls.enabled), uploaded by the stack: the entrypoint wrapper copies the root-owned key upload to a
-# postgres-owned 0600 file, which is the one postgresql.conf names.
-TLS_CERT_PATH = "/run/secrets/tls/server.crt"
-TLS_KEY_UPLOAD_PATH = "/run/secrets/tls/server.key"
-TLS_KEY_PATH = "/run/secrets/tls/server-postgres.key"
-HBA_PATH = "/etc/postgresql/pg_hba.conf"
-# Redis (tls.enabled): same uploads, its own redis-owned key copy, and the CA for redis-cli --tls in the health check.
-REDIS_TLS_KEY_PATH = "/run/secrets/tls/server-redis.key"
-TLS_CA_PATH = "/run/secrets/tls/ca.crt"
 
 _TEMPLATES = {"postgres": "postgres.conf.j2", "timescale": "timescale.conf.j2", "redis": "redis.conf.j2"}
 
@@ -79,7 +68,12 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
     common = {"stack": config.stack, "environment": config.environment}
 
     tls = (
-        {"cert_file": TLS_CERT_PATH, "key_file": TLS_KEY_PATH, "min_protocol": config.tls.min_protocol, "hba_file": HBA_PATH}
+        {
+            "cert_file": TLS_CERT_PATH,
+            "key_file": postgres_instance.TLS_KEY_PATH,
+            "min_protocol": config.tls.min_protocol,
+            "hba_file": postgres_instance.HBA_PATH,
+        }
         if config.tls.enabled
         else None
     )
@@ -95,7 +89,7 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
                 "instance": instance,
                 "container_port": spec.container_port,
                 "pitr": config.backup.pitr,
-                "wal_archive_dir": WAL_ARCHIVE_DIR,
+                "wal_archive_dir": postgres_instance.WAL_ARCHIVE_DIR,
                 "settings": settings,
                 "tls": tls,
             },
@@ -105,7 +99,7 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
     redis_tls = (
         {
             "cert_file": TLS_CERT_PATH,
-            "key_file": REDIS_TLS_KEY_PATH,
+            "key_file": redis_instance.TLS_KEY_PATH,
             # Redis takes a list of versions: the minimum and everything newer.
             "protocols": "TLSv1.2 TLSv1.3" if config.tls.min_protocol == "TLSv1.2" else "TLSv1.3",
         }
@@ -118,7 +112,7 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
         {
             **common,
             "container_port": config.redis.container_port,
-            "acl_file": REDIS_ACL_PATH,
+            "acl_file": redis_instance.ACL_PATH,
             "settings": redis_settings,
             "tls": redis_tls,
         },

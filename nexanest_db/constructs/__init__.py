@@ -1,10 +1,11 @@
 """Reusable building blocks: each takes ``(scope, id, *, props)`` with frozen, validated props."""
 
+from nexanest_db.constructs.database_container import DatabaseContainerProps, DataVolume, database_container
 from nexanest_db.constructs.database_network import DatabaseNetwork, DatabaseNetworkProps
 from nexanest_db.constructs.deploy_secrets import DeploySecrets, DeploySecretsProps
 from nexanest_db.constructs.destroy_guard import DestroyGuard, DestroyGuardProps
 from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
-from nexanest_db.constructs.exporters import PostgresExporter, PostgresExporterProps, RedisExporter, RedisExporterProps
+from nexanest_db.constructs.exporters import ExporterProps, PostgresExporter, PostgresExporterProps, RedisExporter, RedisExporterProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
 from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps, RedisTls
@@ -12,6 +13,8 @@ from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPol
 
 __all__ = [
     "ContainerLimits",
+    "DataVolume",
+    "DatabaseContainerProps",
     "DatabaseNetwork",
     "DatabaseNetworkProps",
     "DeploySecrets",
@@ -20,6 +23,7 @@ __all__ = [
     "DestroyGuardProps",
     "DockerEngine",
     "DockerEngineProps",
+    "ExporterProps",
     "FileUpload",
     "HealthPolicy",
     "PostApplyHooks",
@@ -36,4 +40,5 @@ __all__ = [
     "RedisInstance",
     "RedisInstanceProps",
     "RedisTls",
+    "database_container",
 ]

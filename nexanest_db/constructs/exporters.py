@@ -16,16 +16,13 @@ a dead exporter is what Prometheus's ``up`` and the rules' NndbExporterDown are 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cdktf import Fn
-from cdktf_cdktf_provider_docker.container import Container
-from cdktf_cdktf_provider_docker.image import Image
 from constructs import Construct
 
-from nexanest_db.constructs import shared
-from nexanest_db.constructs.shared import ContainerLimits, FileUpload, PublishedPort
+from nexanest_db.constructs.database_container import DatabaseContainerProps, database_container
+from nexanest_db.constructs.shared import FileUpload
 
 POSTGRES_EXPORTER_PORT = 9187  # the image's default --web.listen-address
 REDIS_EXPORTER_PORT = 9121
@@ -36,34 +33,36 @@ _ALIAS = re.compile(r"^[a-z][a-z0-9-]*$")
 _LOGIN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
-def _check_common(image: str, target: str, user: str) -> None:
-    if not image or any(c.isspace() for c in image):
-        raise ValueError(f"image must be a reference like name:tag, got {image!r}")
-    if not _ALIAS.match(target):
-        raise ValueError(f"target must be the database's network alias, got {target!r}")
-    if not _LOGIN.match(user):
-        raise ValueError(f"monitoring login {user!r} must be letters, digits, '_' or '-'")
-
-
 @dataclass(frozen=True, kw_only=True)
-class PostgresExporterProps:
-    container_name: str
-    image: str
+class ExporterProps(DatabaseContainerProps):
+    """What both exporters are given: the database they scrape and the monitoring identity they log in as."""
+
     target: str  # the instance's alias on the tier network
     target_port: int
     user: str
     password: str  # a sensitive Terraform reference
-    published: PublishedPort
-    limits: ContainerLimits
-    network_name: str
-    labels: Mapping[str, str]
-    # With tls.enabled: the CA bundle (a Terraform reference); the exporter then connects with
-    # sslmode=verify-full to the alias, which the server certificate must name (docs/secrets.md).
+    # With tls.enabled: the CA bundle (a Terraform reference); the exporter then verifies the server
+    # certificate, which must name the alias (docs/secrets.md).
     ca_cert: str | None = None
-    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
 
     def __post_init__(self) -> None:
-        _check_common(self.image, self.target, self.user)
+        super().__post_init__()
+        if not _ALIAS.match(self.target):
+            raise ValueError(f"target must be the database's network alias, got {self.target!r}")
+        if not _LOGIN.match(self.user):
+            raise ValueError(f"monitoring login {self.user!r} must be letters, digits, '_' or '-'")
+
+    @property
+    def network_alias(self) -> str:
+        return f"{self.target}-exporter"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresExporterProps(ExporterProps):
+    """With ``ca_cert`` the exporter connects with sslmode=verify-full to the alias."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.published.container_port != POSTGRES_EXPORTER_PORT:
             raise ValueError(f"postgres_exporter listens on {POSTGRES_EXPORTER_PORT} in its container")
 
@@ -71,51 +70,35 @@ class PostgresExporterProps:
 class PostgresExporter(Construct):
     def __init__(self, scope: Construct, id: str, *, props: PostgresExporterProps) -> None:
         super().__init__(scope, id)
-        self.image = Image(self, "image", name=props.image, keep_locally=True)
         files = [FileUpload(path=PASSWORD_FILE, content=props.password)]
         # One connection to the maintenance database covers every database: the statistics views are cluster-wide.
         params = "sslmode=disable"
         if props.ca_cert is not None:
             files.append(FileUpload(path=CA_FILE, content=props.ca_cert))
             params = f"sslmode=verify-full&sslrootcert={CA_FILE}"
-        self.container = Container(
+        built = database_container(
             self,
-            "container",
-            name=props.container_name,
-            image=self.image.image_id,
-            env=sorted(
-                [
-                    f"DATA_SOURCE_URI={props.target}:{props.target_port}/postgres?{params}",
-                    f"DATA_SOURCE_USER={props.user}",
-                    f"DATA_SOURCE_PASS_FILE={PASSWORD_FILE}",
-                ]
-            ),
-            upload=shared.uploads(files),
-            ports=[shared.port(props.published)],
-            networks_advanced=[shared.network_attachment(props.network_name, f"{props.target}-exporter")],
-            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+            props,
+            network_alias=props.network_alias,
+            files=files,
+            env=[
+                f"DATA_SOURCE_URI={props.target}:{props.target_port}/postgres?{params}",
+                f"DATA_SOURCE_USER={props.user}",
+                f"DATA_SOURCE_PASS_FILE={PASSWORD_FILE}",
+            ],
         )
+        self.image = built.image
+        self.container = built.container
         self.container_name: str = props.container_name
         self.host_port: int = props.published.host_port
 
 
 @dataclass(frozen=True, kw_only=True)
-class RedisExporterProps:
-    container_name: str
-    image: str
-    target: str
-    target_port: int
-    user: str
-    password: str  # a sensitive Terraform reference
-    published: PublishedPort
-    limits: ContainerLimits
-    network_name: str
-    labels: Mapping[str, str]
-    ca_cert: str | None = None  # with tls.enabled: rediss:// verified against it (the alias must be in the certificate)
-    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
+class RedisExporterProps(ExporterProps):
+    """With ``ca_cert`` the exporter connects over rediss:// verified against it."""
 
     def __post_init__(self) -> None:
-        _check_common(self.image, self.target, self.user)
+        super().__post_init__()
         if self.published.container_port != REDIS_EXPORTER_PORT:
             raise ValueError(f"redis_exporter listens on {REDIS_EXPORTER_PORT} in its container")
 
@@ -128,7 +111,6 @@ class RedisExporterProps:
 class RedisExporter(Construct):
     def __init__(self, scope: Construct, id: str, *, props: RedisExporterProps) -> None:
         super().__init__(scope, id)
-        self.image = Image(self, "image", name=props.image, keep_locally=True)
         # {"<uri>": "<password>"}: the exporter looks the password of the address it scrapes up in this map.
         password_map = Fn.format("{%s:%s}", [Fn.jsonencode(props.uri), Fn.jsonencode(props.password)])
         files = [FileUpload(path=REDIS_PASSWORD_MAP_FILE, content=password_map)]
@@ -140,16 +122,8 @@ class RedisExporter(Construct):
         if props.ca_cert is not None:
             files.append(FileUpload(path=CA_FILE, content=props.ca_cert))
             env.append(f"REDIS_EXPORTER_TLS_CA_CERT_FILE={CA_FILE}")
-        self.container = Container(
-            self,
-            "container",
-            name=props.container_name,
-            image=self.image.image_id,
-            env=sorted(env),
-            upload=shared.uploads(files),
-            ports=[shared.port(props.published)],
-            networks_advanced=[shared.network_attachment(props.network_name, f"{props.target}-exporter")],
-            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
-        )
+        built = database_container(self, props, network_alias=props.network_alias, files=files, env=env)
+        self.image = built.image
+        self.container = built.container
         self.container_name: str = props.container_name
         self.host_port: int = props.published.host_port

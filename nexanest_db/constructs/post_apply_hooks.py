@@ -7,7 +7,7 @@ in order, from the stack directory (``cdktf.out/stacks/<stack>/``; the CLI finds
 the project by walking up):
 
 1. ``nndb wait-ready <stack>``: the containers are created with ``wait = false``
-   (see ``shared.runtime_arguments``), so the deploy waits here until every
+   (see ``database_container.runtime_arguments``), so the deploy waits here until every
    database answers on its published port (a PostgreSQL ping, a Redis PING),
    bounded by ``healthcheck.deploy_wait_timeout_s``. A container that does not
    come up fails the apply with one line: its name, state and last log lines.

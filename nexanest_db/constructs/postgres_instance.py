@@ -10,22 +10,33 @@ in a named volume that survives container replacement.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
-from cdktf_cdktf_provider_docker.container import Container
-from cdktf_cdktf_provider_docker.image import Image
 from cdktf_cdktf_provider_docker.volume import Volume
 from constructs import Construct
 
 from nexanest_db.constructs import shared
-from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
-from nexanest_db.rendering import HBA_PATH, TLS_CERT_PATH, TLS_KEY_PATH, TLS_KEY_UPLOAD_PATH
+from nexanest_db.constructs.database_container import (
+    TLS_CERT_PATH,
+    TLS_KEY_UPLOAD_PATH,
+    DatabaseContainerProps,
+    DataVolume,
+    database_container,
+)
+from nexanest_db.constructs.shared import FileUpload, HealthPolicy
 
+# Where things live in the container; config/templates/postgres.conf.j2 names some of them (rendering.py).
 DATA_DIR = "/var/lib/postgresql/data"
+CONFIG_PATH = "/etc/postgresql/postgresql.conf"
+HBA_PATH = "/etc/postgresql/pg_hba.conf"
+WAL_ARCHIVE_DIR = "/var/lib/postgresql/wal-archive"  # its own volume, where [backup] pitr = true
 PASSWORD_FILE = "/run/secrets/postgres_password"  # noqa: S105 - a path, not a password
 INIT_DIR = "/docker-entrypoint-initdb.d"
 SCHEMAS_DIR = "/schemas"
+# tls.enabled: the entrypoint copies the root-owned key upload to this postgres-owned 0600 file, the one postgresql.conf names.
+TLS_KEY_PATH = "/run/secrets/tls/server-postgres.key"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Container-internal socket trusted (as in the official image), loopback for in-container tools,
@@ -66,34 +77,28 @@ class PostgresTls:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PostgresInstanceProps:
-    container_name: str
-    image: str
+class PostgresInstanceProps(DatabaseContainerProps):
+    image_example: ClassVar[str] = "postgres:15"
+
     superuser: str
     password: str
-    published: PublishedPort
-    limits: ContainerLimits
     health: HealthPolicy
-    network_name: str
     network_alias: str
-    config_path: str
     config_content: str
-    labels: Mapping[str, str]
+    config_path: str = CONFIG_PATH
     init_scripts: Sequence[FileUpload] = ()
     schema_files: Sequence[FileUpload] = ()
     protect_data: bool = False
     wal_archive_dir: str | None = None
     tls: PostgresTls | None = None
     replication_role: str | None = None  # admitted for replication over TLS (barman, pitr = true); needs tls
-    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.replication_role is not None and not _ROLE.match(self.replication_role):
             raise ValueError(f"replication_role must be a plain PostgreSQL identifier, got {self.replication_role!r}")
         if not _ROLE.match(self.superuser):
             raise ValueError(f"superuser must be a plain PostgreSQL identifier, got {self.superuser!r}")
-        if not self.image or any(c.isspace() for c in self.image):
-            raise ValueError(f"image must be a reference like postgres:15, got {self.image!r}")
         for upload in self.init_scripts:
             if not upload.path.startswith(INIT_DIR + "/"):
                 raise ValueError(f"init script {upload.path} must live under {INIT_DIR}")
@@ -108,27 +113,15 @@ class PostgresInstanceProps:
 class PostgresInstance(Construct):
     def __init__(self, scope: Construct, id: str, *, props: PostgresInstanceProps) -> None:
         super().__init__(scope, id)
-        # keep_locally: destroying the stack must not delete the shared official image from the host.
-        self.image = Image(self, "image", name=props.image, keep_locally=True)
-        self.data_volume = shared.named_volume(
-            self, "data", name=f"{props.container_name}-data", labels=props.labels, protect=props.protect_data
-        )
-        mounts = [shared.volume_mount(self.data_volume.name, DATA_DIR)]
+        volumes = [DataVolume(id="data", target=DATA_DIR, protect=props.protect_data)]
         if props.wal_archive_dir:
-            self.wal_volume: Volume | None = shared.named_volume(
-                self, "wal-archive", name=f"{props.container_name}-wal-archive", labels=props.labels, protect=props.protect_data
-            )
-            mounts.append(shared.volume_mount(self.wal_volume.name, props.wal_archive_dir))
-        else:
-            self.wal_volume = None
-
+            volumes.append(DataVolume(id="wal-archive", target=props.wal_archive_dir, protect=props.protect_data))
         files = [
             FileUpload(path=props.config_path, content=props.config_content),
             FileUpload(path=PASSWORD_FILE, content=props.password),
             *props.init_scripts,
             *props.schema_files,
         ]
-        extra: dict[str, object] = {}
         if props.tls is not None:
             files += [
                 FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
@@ -139,33 +132,29 @@ class PostgresInstance(Construct):
                     permissions="0444",
                 ),
             ]
-            extra["entrypoint"] = list(TLS_ENTRYPOINT)
-        self.container = Container(
+        built = database_container(
             self,
-            "container",
-            name=props.container_name,
-            image=self.image.image_id,
+            props,
+            network_alias=props.network_alias,
+            files=files,
             command=["postgres", "-c", f"config_file={props.config_path}"],
-            env=sorted(
-                [
-                    f"POSTGRES_USER={props.superuser}",
-                    f"POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
-                    f"PGDATA={DATA_DIR}/pgdata",
-                ]
-            ),
-            upload=shared.uploads(files),
-            mounts=mounts,
-            ports=[shared.port(props.published)],
-            networks_advanced=[shared.network_attachment(props.network_name, props.network_alias)],
+            env=[
+                f"POSTGRES_USER={props.superuser}",
+                f"POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
+                f"PGDATA={DATA_DIR}/pgdata",
+            ],
+            volumes=volumes,
             # Over TCP, not the socket: during first-start init the entrypoint's temporary server
             # listens on the socket only, and "healthy" must mean the real server is accepting.
             healthcheck=props.health.healthcheck(f"pg_isready -U {props.superuser} -h 127.0.0.1 -p {props.published.container_port}"),
+            entrypoint=TLS_ENTRYPOINT if props.tls is not None else None,
             # A clean shutdown flushes WAL; Docker's default 10 s can cut a busy checkpoint short.
-            stop_timeout=60,
-            destroy_grace_seconds=60,
-            **extra,
-            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+            stop_timeout_s=60,
         )
+        self.image = built.image
+        self.data_volume: Volume = built.volumes["data"]
+        self.wal_volume: Volume | None = built.volumes.get("wal-archive")
+        self.container = built.container
         self.container_name: str = props.container_name
         self.host_port: int = props.published.host_port
 

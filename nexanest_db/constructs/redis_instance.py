@@ -4,25 +4,36 @@ creation is the password-protected default user (service users come from the pos
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 from cdktf import Fn
-from cdktf_cdktf_provider_docker.container import Container
-from cdktf_cdktf_provider_docker.image import Image
+from cdktf_cdktf_provider_docker.volume import Volume
 from constructs import Construct
 
 from nexanest_db.constructs import shared
-from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
-from nexanest_db.rendering import REDIS_TLS_KEY_PATH, TLS_CA_PATH, TLS_CERT_PATH, TLS_KEY_UPLOAD_PATH
+from nexanest_db.constructs.database_container import (
+    TLS_CERT_PATH,
+    TLS_KEY_UPLOAD_PATH,
+    DatabaseContainerProps,
+    DataVolume,
+    database_container,
+)
+from nexanest_db.constructs.shared import FileUpload, HealthPolicy
 
+# Where things live in the container; config/templates/redis.conf.j2 names some of them (rendering.py).
 DATA_DIR = "/data"
+CONFIG_PATH = "/usr/local/etc/redis/redis.conf"
+ACL_PATH = "/data/users.acl"  # on the data volume, owned by the redis user: ACL SAVE rewrites it
 PASSWORD_FILE = "/run/secrets/redis_password"  # noqa: S105 - a path, not a password
-
+# tls.enabled: the same uploads as PostgreSQL's, a redis-owned key copy, and the CA for redis-cli --tls in the health check.
+TLS_KEY_PATH = "/run/secrets/tls/server-redis.key"
+TLS_CA_PATH = "/run/secrets/tls/ca.crt"
 
 _ACL_USER = re.compile(r"^[a-zA-Z0-9_-]+$")
 
-TLS_ENTRYPOINT = shared.key_owner_entrypoint(user="redis", uploaded_key=TLS_KEY_UPLOAD_PATH, key_path=REDIS_TLS_KEY_PATH)
+TLS_ENTRYPOINT = shared.key_owner_entrypoint(user="redis", uploaded_key=TLS_KEY_UPLOAD_PATH, key_path=TLS_KEY_PATH)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,27 +66,21 @@ class RedisAclUser:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RedisInstanceProps:
-    container_name: str
-    image: str
+class RedisInstanceProps(DatabaseContainerProps):
+    image_example: ClassVar[str] = "redis:7-alpine"
+
     password: str
     acl_users: Sequence[RedisAclUser]
-    published: PublishedPort
-    limits: ContainerLimits
     health: HealthPolicy
-    network_name: str
     network_alias: str
-    config_path: str
     config_content: str
-    acl_path: str
-    labels: Mapping[str, str]
+    config_path: str = CONFIG_PATH
+    acl_path: str = ACL_PATH
     protect_data: bool = False
     tls: RedisTls | None = None
-    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
 
     def __post_init__(self) -> None:
-        if not self.image or any(c.isspace() for c in self.image):
-            raise ValueError(f"image must be a reference like redis:7-alpine, got {self.image!r}")
+        super().__post_init__()
         if self.acl_path == self.config_path:
             raise ValueError("the ACL file and redis.conf must be different files")
         names = [user.name for user in self.acl_users]
@@ -88,10 +93,6 @@ class RedisInstanceProps:
 class RedisInstance(Construct):
     def __init__(self, scope: Construct, id: str, *, props: RedisInstanceProps) -> None:
         super().__init__(scope, id)
-        self.image = Image(self, "image", name=props.image, keep_locally=True)
-        self.data_volume = shared.named_volume(
-            self, "data", name=f"{props.container_name}-data", labels=props.labels, protect=props.protect_data
-        )
         # The ACL file sits on the data volume (owned by the image's redis user) so ACL SAVE can
         # rewrite it. It is uploaded complete, service users included, so a replaced container
         # serves every service from its first second instead of waiting for the hooks.
@@ -106,31 +107,28 @@ class RedisInstance(Construct):
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).
         tls_flags = ""
-        extra: dict[str, object] = {}
         if props.tls is not None:
             files += [
                 FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
                 FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
                 FileUpload(path=TLS_CA_PATH, content=props.tls.ca, permissions="0444"),
             ]
-            extra["entrypoint"] = list(TLS_ENTRYPOINT)
             # The health check verifies the server certificate against the uploaded CA (no --insecure).
             tls_flags = f" --tls --cacert {TLS_CA_PATH}"
         check = f'REDISCLI_AUTH="$(cat {PASSWORD_FILE})" redis-cli{tls_flags} -p {props.published.container_port} ping | grep -q PONG'
-        self.container = Container(
+        built = database_container(
             self,
-            "container",
-            name=props.container_name,
-            image=self.image.image_id,
+            props,
+            network_alias=props.network_alias,
+            files=files,
             command=["redis-server", props.config_path],
-            upload=shared.uploads(files),
-            mounts=[shared.volume_mount(self.data_volume.name, DATA_DIR)],
-            ports=[shared.port(props.published)],
-            networks_advanced=[shared.network_attachment(props.network_name, props.network_alias)],
+            volumes=[DataVolume(id="data", target=DATA_DIR, protect=props.protect_data)],
             healthcheck=props.health.healthcheck(check),
-            **extra,
-            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+            entrypoint=TLS_ENTRYPOINT if props.tls is not None else None,
         )
+        self.image = built.image
+        self.data_volume: Volume = built.volumes["data"]
+        self.container = built.container
         self.container_name: str = props.container_name
         self.host_port: int = props.published.host_port
 

@@ -1,21 +1,13 @@
-"""Value types the container constructs share, and the one place they become provider structs."""
+"""Value types the container constructs share (the skeleton that turns them into a container: ``database_container``)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cdktf import TerraformLocal, TerraformResourceLifecycle, TerraformStack
-from cdktf_cdktf_provider_docker.container import (
-    ContainerHealthcheck,
-    ContainerLabels,
-    ContainerMounts,
-    ContainerNetworksAdvanced,
-    ContainerPorts,
-    ContainerUpload,
-)
-from cdktf_cdktf_provider_docker.volume import Volume, VolumeLabels
+from cdktf import TerraformLocal, TerraformStack
+from cdktf_cdktf_provider_docker.container import ContainerHealthcheck
 from constructs import Construct
 
 MANAGED_BY = "nexanest-db"
@@ -107,26 +99,6 @@ class HealthPolicy:
         )
 
 
-def labels(values: Mapping[str, str]) -> list[ContainerLabels]:
-    return [ContainerLabels(label=key, value=value) for key, value in sorted(values.items())]
-
-
-def uploads(files: Sequence[FileUpload]) -> list[ContainerUpload]:
-    return [ContainerUpload(file=f.path, content=f.content, permissions=f.permissions) for f in sorted(files, key=lambda f: f.path)]
-
-
-def port(published: PublishedPort) -> ContainerPorts:
-    return ContainerPorts(internal=published.container_port, external=published.host_port, ip=published.bind_address, protocol="tcp")
-
-
-def volume_mount(volume_name: str, target: str) -> ContainerMounts:
-    return ContainerMounts(type="volume", source=volume_name, target=target)
-
-
-def network_attachment(network_name: str, alias: str) -> ContainerNetworksAdvanced:
-    return ContainerNetworksAdvanced(name=network_name, aliases=[alias])
-
-
 def standard_labels(*, environment: str, service: str, extra: Mapping[str, str]) -> dict[str, str]:
     """Labels every resource carries (ADR audit trail): environment, service, managed-by."""
     return {
@@ -134,43 +106,6 @@ def standard_labels(*, environment: str, service: str, extra: Mapping[str, str])
         "com.nexanest.environment": environment,
         "com.nexanest.service": service,
         "com.nexanest.managed-by": MANAGED_BY,
-    }
-
-
-def named_volume(scope: Construct, id: str, *, name: str, labels: Mapping[str, str], protect: bool) -> Volume:
-    """A named data volume: outlives container replacement; ``protect`` adds ``prevent_destroy``."""
-    return Volume(
-        scope,
-        id,
-        name=name,
-        labels=[VolumeLabels(label=k, value=v) for k, v in sorted(labels.items())],
-        lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protect else None,
-    )
-
-
-def runtime_arguments(*, limits: ContainerLimits, labels_: Mapping[str, str], log_opts: Mapping[str, str]) -> dict:
-    """The ``docker_container`` arguments every database container shares: limits, restart, labels, rotated JSON logs.
-
-    Shaped for kreuzwerker/docker 3.6.2 (tests/unit/test_provider_shapes.py holds the rules):
-
-    - no ``cpus``: 3.6.2 type-asserts that string attribute as a float and crashes; the same CFS limit
-      goes as ``cpu_period``/``cpu_quota``, plus ``CPU_LIMIT_LABEL`` so a change replaces the container;
-    - ``memory_swap`` explicit, because Docker fills it in and 3.6.2 reads it back;
-    - ``wait = false``: the provider's wait polls the health check, whose first run comes only after
-      the ADR's 30 s interval, and ends in a bare "container failed to be in healthy state". The
-      post-apply resource runs ``nndb wait-ready`` instead (seconds, and a one-line diagnosis).
-    """
-    return {
-        "wait": False,
-        "restart": limits.restart,
-        "memory": limits.memory_mb,
-        "memory_swap": limits.memory_swap_mb,
-        "cpu_period": CPU_PERIOD_US,
-        "cpu_quota": limits.cpu_quota_us,
-        "labels": labels({**labels_, CPU_LIMIT_LABEL: f"{limits.cpus:g}"}),
-        "log_driver": "json-file",
-        "log_opts": dict(sorted(log_opts.items())),
-        "must_run": True,
     }
 
 
