@@ -43,10 +43,11 @@ from nexanest_db.monitoring import IDENTITIES_FILE, MONITOR_SECRETS
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, REPLICATION_ROLE, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
+from nexanest_db.secrets.catalogue import CA_SECRET, SERVER_TLS_SECRETS
 from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
 
-TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
+TLS_SECRETS = SERVER_TLS_SECRETS  # the catalogue's pairs (nexanest_db.secrets.catalogue)
 
 
 class DatabaseStack(TerraformStack):
@@ -159,7 +160,9 @@ class DatabaseStack(TerraformStack):
         redis_tls = None
         if config.tls.enabled:
             redis_tls = RedisTls(
-                cert=secrets.sensitive("redis_tls_cert"), key=secrets.sensitive("redis_tls_key"), ca=secrets.sensitive("tls_ca_cert")
+                cert=secrets.sensitive(TLS_SECRETS["redis"][0]),
+                key=secrets.sensitive(TLS_SECRETS["redis"][1]),
+                ca=secrets.sensitive(CA_SECRET),
             )
         redis = RedisInstance(
             self,
@@ -249,7 +252,7 @@ class DatabaseStack(TerraformStack):
     ) -> list[PostgresExporter | RedisExporter]:
         """One exporter per instance, logging in as its monitoring identity (monitoring/identities.toml)."""
         config = inputs.config
-        ca = secrets.sensitive("tls_ca_cert") if config.tls.enabled else None
+        ca = secrets.sensitive(CA_SECRET) if config.tls.enabled else None
         exporters: list[PostgresExporter | RedisExporter] = []
 
         def published(instance: str, container_port: int) -> PublishedPort:
