@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-CA_SECRET = "tls_ca_cert"  # noqa: S105 - a secret NAME, not a value
+from nexanest_db.secrets.catalogue import CA_SECRET  # noqa: F401 -- re-exported: the steps and the context import it from here
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from nexanest_db.errors import ConfigError
 
 STACKS: tuple[str, ...] = ("local-db", "dev-db", "staging-db", "prod-db")
-SERVICES: tuple[str, ...] = ("auth", "portfolio", "analytics")
+# A service name becomes role names (<name>_migrator: 63 characters at most), a Redis ACL user, the folders
+# sql/schemas/<name>/ and sql/migrations/<name>/ and environment variable names (<NAME>_DB_PASSWORD).
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Names another part of the tier already uses: Redis's own user, the tool's roles and databases (nndb_*), PostgreSQL's pg_*.
+RESERVED_SERVICE_NAMES: frozenset[str] = frozenset({"default", "public", "postgres", "timescale", "redis"})
+RESERVED_SERVICE_PREFIXES: tuple[str, ...] = ("nndb", "pg_")
+# A secret's environment variable (the catalogue derives <NAME>_FILE and <NAME>_PREVIOUS from it).
+_ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
 INSTANCES: tuple[str, ...] = ("postgres", "timescale", "redis")
 PROTECTED_ENVIRONMENTS: frozenset[str] = frozenset({"staging", "prod"})
 DEV_DEFAULT_ENVIRONMENTS: frozenset[str] = frozenset({"local", "dev"})
@@ -368,6 +375,9 @@ class VaultConfig(_Model):
     auth: Literal["token", "approle"] = "token"
     approle_mount: str = "approle"
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Where each service's secrets live when [secrets.vault.secrets] names none for it:
+    # <services_path>/<service>, keys db_password, readonly_password, redis_password (docs/secrets.md).
+    services_path: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
     secrets: dict[str, VaultSecretRef]
 
 
@@ -473,14 +483,48 @@ class DestroyPolicy(_Model):
     require_confirmation: bool = True
 
 
+def check_env_var_name(value: str | None) -> str | None:
+    """A secret's environment variable name (or ``None``): ``ValueError`` naming what is wrong."""
+    if value is None:
+        return None
+    if not _ENV_VAR.match(value):
+        raise ValueError(f"{_shown(value)} is not an environment variable name (A-Z, 0-9, _; starting with a letter)")
+    if value.endswith(("_FILE", "_PREVIOUS")):
+        raise ValueError(f"{value}: must not end in _FILE or _PREVIOUS (the tool derives those variants from the name)")
+    return value
+
+
+class ServiceSecretNames(_Model):
+    """``[services.<name>.secrets]``: environment variables other than the derived ones (docs/secrets.md).
+
+    Unset, a service ``<name>`` reads ``<NAME>_DB_PASSWORD``, ``<NAME>_READONLY_PASSWORD`` and
+    ``<NAME>_REDIS_PASSWORD`` (each with its ``*_FILE`` variant); Vault references are set in
+    ``[secrets.vault.secrets]`` or derived from ``secrets.vault.services_path``.
+    """
+
+    db_password_env: str | None = None
+    readonly_password_env: str | None = None
+    redis_password_env: str | None = None
+
+    @field_validator("db_password_env", "readonly_password_env", "redis_password_env")
+    @classmethod
+    def _env_var(cls, value: str | None) -> str | None:
+        return check_env_var_name(value)
+
+
 class ServiceConfig(_Model):
-    """One microservice's slice of the tier (ADR: each service owns its schema)."""
+    """One microservice's slice of the tier (ADR: each service owns its schema).
+
+    A service is this table plus its folders ``sql/schemas/<name>/`` and ``sql/migrations/<name>/``:
+    its roles, Redis ACL user, secrets and backups all follow from the name (docs/runbooks/add-service.md).
+    """
 
     instance: Literal["postgres", "timescale"]
     database: Identifier
     schema_: Identifier = Field(alias="schema")
     redis_prefix: str = Field(pattern=r"^[a-z][a-z0-9_-]*:$")
     readonly_role: bool = False
+    secrets: ServiceSecretNames = ServiceSecretNames()
 
 
 class ReplicaConfig(_Model):
@@ -626,12 +670,10 @@ class EnvironmentConfig(_Model):
             raise ValueError(f"backend.type: {self.environment} must use the Terraform Cloud backend ('cloud')")
         if not self.protected and self.backend.type != "local":
             raise ValueError(f"backend.type: {self.environment} uses a local backend ('local')")
-        unknown = set(self.services) - set(SERVICES)
-        if unknown:
-            raise ValueError(f"services: unknown service {sorted(unknown)[0]!r}; known: {', '.join(SERVICES)}")
-        missing = set(SERVICES) - set(self.services)
-        if missing:
-            raise ValueError(f"services: missing service {sorted(missing)[0]!r}")
+        if not self.services:
+            raise ValueError("services: no [services.<name>] table; a stack serves at least one service (docs/runbooks/add-service.md)")
+        for name in sorted(self.services):
+            check_service_name(name)
         self._services_isolated()
         return self
 
@@ -665,6 +707,21 @@ class EnvironmentConfig(_Model):
                         "each service's Redis keys need a prefix no other service's keys start with"
                     )
             prefixes[service.redis_prefix] = name
+
+
+def check_service_name(name: str) -> str:
+    """A ``[services.<name>]`` key the roles, Redis user, folders and variable names can all be made from."""
+    if not _SERVICE_NAME.match(name):
+        raise ValueError(
+            f"services.{name}: {_shown(name)} is not a service name; use 1-40 lowercase letters, digits and _ starting with a letter "
+            "(it names roles, the Redis user, sql/schemas/<name>/ and <NAME>_DB_PASSWORD)"
+        )
+    if name in RESERVED_SERVICE_NAMES or name.startswith(RESERVED_SERVICE_PREFIXES):
+        raise ValueError(
+            f"services.{name}: the name is reserved (Redis's default user, the instances, nndb_* for the tool, pg_*); "
+            "give the service another name"
+        )
+    return name
 
 
 def check_host(value: str) -> str:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nexanest_db.errors import ConfigError
+from nexanest_db.secrets.catalogue import MONITOR_SECRETS  # noqa: F401 -- the secret each exporter logs in with, re-exported
 
 IDENTITIES_FILE = "identities.toml"
-# The secret each exporter logs in with (nexanest_db.secrets.SECRET_SPECS).
-MONITOR_SECRETS: dict[str, str] = {"postgres": "postgres_monitor", "timescale": "timescale_monitor", "redis": "redis_monitor"}
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _ACL_USER = re.compile(r"^[a-zA-Z0-9_-]+$")
 _ACL_COMMAND = re.compile(r"^\+[a-z]+(\|[a-z]+)?$")

@@ -1,6 +1,6 @@
 """Role and user naming: the one place that says which role a service gets and which secret guards it.
 
-Per service ``<svc>`` (auth, portfolio, analytics):
+Per service ``<svc>`` (every ``[services.<svc>]`` table of the config; secret names from ``nexanest_db.secrets.catalogue``):
 
 * ``<svc>_owner`` — NOLOGIN; owns the service's database, schema and every object its migrations create.
 * ``<svc>_migrator`` — LOGIN NOINHERIT, member of ``<svc>_owner`` only: the session migrations run in
@@ -15,9 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nexanest_db.config import EnvironmentConfig, ServiceConfig
+from nexanest_db.secrets.catalogue import (  # noqa: F401 -- SUPERUSER_SECRETS, REDIS_DEFAULT_SECRET re-exported for the steps
+    REDIS_DEFAULT_SECRET,
+    SUPERUSER_SECRETS,
+    app_secret,
+    readonly_secret,
+    redis_secret,
+)
 
-SUPERUSER_SECRETS: dict[str, str] = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
-REDIS_DEFAULT_SECRET = "redis_default"  # noqa: S105 -- a secret NAME, not a value
 # barman's login on each PostgreSQL instance where [backup] pitr = true (sql/init/04-replication-role.sql)
 REPLICATION_ROLE = "nndb_replication"
 REDIS_SERVICE_COMMANDS: tuple[str, ...] = ("+@all", "-@dangerous")
@@ -51,7 +56,7 @@ class ServiceRoles:
 
     @property
     def redis_secret(self) -> str:
-        return f"redis_{self.service}"
+        return redis_secret(self.service)
 
     @property
     def redis_rules(self) -> tuple[str, ...]:
@@ -69,7 +74,7 @@ class ServiceRoles:
 
 
 def service_roles(name: str, service: ServiceConfig) -> ServiceRoles:
-    readonly = LoginRole(name=f"{name}_readonly", secret=f"{name}_readonly") if service.readonly_role else None
+    readonly = LoginRole(name=f"{name}_readonly", secret=readonly_secret(name)) if service.readonly_role else None
     return ServiceRoles(
         service=name,
         instance=service.instance,
@@ -78,7 +83,7 @@ def service_roles(name: str, service: ServiceConfig) -> ServiceRoles:
         redis_prefix=service.redis_prefix,
         owner_role=f"{name}_owner",
         migrator_role=f"{name}_migrator",
-        app=LoginRole(name=f"{name}_app", secret=f"{name}_app"),
+        app=LoginRole(name=f"{name}_app", secret=app_secret(name)),
         readonly=readonly,
     )
 

@@ -22,6 +22,7 @@ from nexanest_db.commands.output import console, is_json, set_result
 from nexanest_db.errors import SecretsError
 from nexanest_db.secrets import (
     CredentialSource,
+    catalogue_from_query,
     check_all,
     required_secret_names,
     resolve_all,
@@ -99,8 +100,10 @@ def terraform_external(stack: StackArg) -> None:
         names = required_secret_names(resolved.config, terraform_only=True)
     else:
         # The query carries the secrets config: no project files needed (a Terraform Cloud agent has only the stack directory).
-        source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here())
-        names = required_secret_names(tls=tls_from_query(stack, query), terraform_only=True)
+        # Its services' secrets too: the query lists them unless they are the three legacy ones (catalogue_from_query).
+        catalogue = catalogue_from_query(stack, query)
+        source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here(), catalogue)
+        names = required_secret_names(tls=tls_from_query(stack, query), terraform_only=True, catalogue=catalogue)
     values = resolve_all(source, names)
     if is_json():
         set_result({name: value.get_secret_value() for name, value in values.items()})
@@ -117,7 +120,7 @@ def tfc_login() -> None:
     """
     from pydantic import SecretStr
 
-    from nexanest_db.vault import VaultEndpoint, jwt_login
+    from nexanest_db.secrets.vault import VaultEndpoint, jwt_login
 
     environ = common.environ()  # the agent starts this command with the run's environment
     label = f"terraform cloud run ({environ.get('TFC_WORKSPACE_NAME') or 'unknown workspace'})"
@@ -153,7 +156,7 @@ def tfc_login() -> None:
 
 
 def _origin(source: CredentialSource) -> str:
-    from nexanest_db.vault import VaultSource
+    from nexanest_db.secrets.vault import VaultSource
 
     if isinstance(source, VaultSource):
         return f"{source.endpoint.label}, auth {source.auth}"

@@ -14,8 +14,7 @@ from nexanest_db.backups import BackupRecord, Catalog, PgTarget, find_tool, mark
 from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
-
-BACKUP_KEY_SECRET = "backup_encryption_key"  # noqa: S105 -- a secret NAME, not a value
+from nexanest_db.secrets.catalogue import BACKUP_KEY_SECRET
 
 
 def major_version(context: HookContext, instance: str) -> int:

@@ -51,11 +51,12 @@ from nexanest_db.operations.drift_compare import (
 )
 from nexanest_db.operations.permissions import STEP_FILE as PERMISSION_STEPS
 from nexanest_db.operations.permissions import permission_values
-from nexanest_db.operations.pitr import REPLICATION_ROLE, REPLICATION_SECRETS
+from nexanest_db.operations.pitr import REPLICATION_ROLE
 from nexanest_db.operations.redis_acl import WantedAclUser, default_user_differences, monitor_user, service_user
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.redis_session import acl_user
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
+from nexanest_db.secrets.catalogue import REPLICATION_SECRETS
 from nexanest_db.sqlfiles import StepFailed, StepValues, load_step_file, one_line, run_steps
 
 SCHEMA_STEPS = "init/02-apply-schemas.sql"

@@ -1,6 +1,9 @@
 """Built-in plugin ``init_sql``: the maintenance databases closed (``sql/init/00-harden-maintenance.sql``,
 every run), then every service's roles and database (``sql/init/01-create-databases.sql``).
 
+Preflight also refuses a run while the database of a service removed from config still holds data
+(``nexanest_db.operations.removed_services``): config going away never drops, nor silently orphans, data.
+
 Login-role passwords follow the current credentials on every run: the step compares a SCRAM
 verifier with ``pg_authid`` and sends ``ALTER ROLE ... PASSWORD '<verifier>'`` only when the
 secret changed (reported as "password rotated for <role>"); the plaintext never leaves this machine.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.operations.init_roles import MAINTENANCE_STEP_FILE, STEP_FILE, step_values
+from nexanest_db.operations.removed_services import refuse_removed_services
 from nexanest_db.roles import postgres_instances
 from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
 
@@ -28,6 +32,7 @@ def nndb_preflight(context: HookContext) -> None:
     for service in context.services:
         for role in service.login_roles:
             context.password(role.secret)  # a missing secret stops the run before anything changes
+    refuse_removed_services(context)  # a service deleted from config while its database holds data: stop here
 
 
 @hookimpl

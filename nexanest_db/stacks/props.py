@@ -45,9 +45,10 @@ from nexanest_db.constructs.shared import shared_text, standard_labels
 from nexanest_db.monitoring import IDENTITIES_FILE, MONITOR_SECRETS
 from nexanest_db.roles import REDIS_DEFAULT_SECRET, REPLICATION_ROLE, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
+from nexanest_db.secrets.catalogue import CA_SECRET, SERVER_TLS_SECRETS
 from nexanest_db.stacks.inputs import StackInputs
 
-TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
+TLS_SECRETS = SERVER_TLS_SECRETS  # the catalogue's pairs (nexanest_db.secrets.catalogue)
 
 DatabaseInstance = PostgresInstance | RedisInstance
 
@@ -157,7 +158,9 @@ def redis_props(inputs: StackInputs, *, secrets: DeploySecrets, network: Databas
     tls = None
     if config.tls.enabled:
         tls = RedisTls(
-            cert=secrets.sensitive("redis_tls_cert"), key=secrets.sensitive("redis_tls_key"), ca=secrets.sensitive("tls_ca_cert")
+            cert=secrets.sensitive(TLS_SECRETS["redis"][0]),
+            key=secrets.sensitive(TLS_SECRETS["redis"][1]),
+            ca=secrets.sensitive(CA_SECRET),
         )
     return RedisInstanceProps(
         container_name=f"{config.name_prefix}-redis",
@@ -206,7 +209,7 @@ def _exporter_common(inputs: StackInputs, instance: str, container_port: int, *,
         "limits": ContainerLimits(memory_mb=spec.resources.memory_mb, cpus=spec.resources.cpus, restart=spec.restart),
         "network_name": network.name,
         "labels": labels_for(inputs, f"{instance}-exporter"),
-        "ca_cert": secrets.sensitive("tls_ca_cert") if config.tls.enabled else None,
+        "ca_cert": secrets.sensitive(CA_SECRET) if config.tls.enabled else None,
     }
 
 

@@ -83,12 +83,34 @@ def broken_config(tmp_path: Path, environment: str, old: str, new: str) -> Path:
         pytest.param(
             "local-db", "max_connections = 100", "port = 1", "postgres.settings: Value error, 'port' is managed", id="managed-setting"
         ),
+        # Services come from config (any name the roles, Redis user, folders and variables can be made of), not from a list.
         pytest.param(
             "local-db",
             "[services.analytics]",
-            "[services.billing]",
-            "services: unknown service 'billing'; known: auth, portfolio, analytics",
-            id="unknown-service",
+            '[services."Analytics-2"]',
+            "services.Analytics-2: 'Analytics-2' is not a service name; use 1-40 lowercase letters",
+            id="bad-service-name",
+        ),
+        pytest.param(
+            "local-db",
+            "[services.analytics]",
+            "[services.default]",
+            "services.default: the name is reserved (Redis's default user",
+            id="reserved-service-name",
+        ),
+        pytest.param(
+            "local-db",
+            "[services.analytics]",
+            "[services.nndb_tools]",
+            "services.nndb_tools: the name is reserved",
+            id="tool-prefix-service-name",
+        ),
+        pytest.param(
+            "local-db",
+            "readonly_role = true",
+            'readonly_role = true\nsecrets = { db_password_env = "ANALYTICS_PASSWORD_FILE" }',
+            "services.analytics.secrets.db_password_env: Value error, ANALYTICS_PASSWORD_FILE: must not end in _FILE",
+            id="service-env-var-file-suffix",
         ),
         pytest.param(
             "staging-db",

@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from nexanest_db.config import VaultConfig, VaultSecretRef, load_environment
 from nexanest_db.errors import SecretsError
 from nexanest_db.secrets import DEV_DEFAULT_PASSWORD, SECRET_NAMES, credentials_for, resolve_all, source_for
-from nexanest_db.vault import VaultSource
+from nexanest_db.secrets.vault import VaultSource
 from tests.fixtures.vault_server import VaultTestServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +178,10 @@ def test_unknown_secret_in_config_is_refused() -> None:
 def test_secret_without_a_reference(token_env: dict[str, str]) -> None:
     refs = {k: v for k, v in PROD_VAULT.secrets.items() if k != "redis_auth"}
     message = problem(source(token_env, settings(secrets=refs)), "redis_auth")
-    assert message == "prod: secret redis_auth has no Vault reference; add it to [secrets.vault.secrets] in config/prod.toml"
+    assert (
+        message
+        == "prod: secret redis_auth has no Vault reference; add it to [secrets.vault.secrets] in config/prod.toml (or set secrets.vault.services_path)"
+    )
 
 
 # --- Vault failures ---------------------------------------------------------------------------------

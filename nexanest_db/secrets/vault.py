@@ -13,6 +13,10 @@ own, and it does not read ``VAULT_NAMESPACE`` at all.
   Terraform Cloud run whose pre-plan hook handed over a ``VAULT_TOKEN``
   works in an environment configured for AppRole.
 
+Where each secret lives: its ``[secrets.vault.secrets]`` reference, else, for a service's secret
+(``nexanest_db.secrets.catalogue``), ``<secrets.vault.services_path>/<service>`` with the key the
+catalogue names (``db_password``, ``readonly_password``, ``redis_password``).
+
 Each KV path is read once per ``VaultSource`` (several keys share a path). A
 failure that concerns Vault itself (unreachable, timed out, TLS, sealed,
 credentials rejected) is remembered, so resolving the remaining secrets fails
@@ -43,7 +47,8 @@ from pydantic import SecretStr
 
 from nexanest_db.config import EnvironmentConfig, VaultConfig, VaultSecretRef
 from nexanest_db.errors import SecretsError
-from nexanest_db.secrets import SECRET_NAMES, refuse_weak
+from nexanest_db.secrets.catalogue import DEFAULT_CATALOGUE, Catalogue, catalogue_for
+from nexanest_db.secrets.policy import refuse_weak
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +192,7 @@ class VaultSource:
     settings: VaultConfig
     auth: AuthMethod
     environ: Mapping[str, str] = field(repr=False)
+    catalogue: Catalogue = field(default=DEFAULT_CATALOGUE, repr=False)
     _client: hvac.Client | None = field(default=None, init=False, repr=False)
     _reads: dict[tuple[str, int | None], dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _versions: dict[tuple[str, int | None], int] = field(default_factory=dict, init=False, repr=False)
@@ -198,32 +204,47 @@ class VaultSource:
             raise SecretsError(
                 f"{config.environment}: secrets.source is 'vault' but there is no [secrets.vault] table in config/{config.environment}.toml"
             )
-        return cls.from_settings(environment=config.environment, settings=config.secrets.vault, environ=environ)
+        return cls.from_settings(
+            environment=config.environment, settings=config.secrets.vault, environ=environ, catalogue=catalogue_for(config)
+        )
 
     @classmethod
-    def from_settings(cls, *, environment: str, settings: VaultConfig, environ: Mapping[str, str]) -> VaultSource:
+    def from_settings(
+        cls, *, environment: str, settings: VaultConfig, environ: Mapping[str, str], catalogue: Catalogue = DEFAULT_CATALOGUE
+    ) -> VaultSource:
         """Check everything that needs no network first: a missing VAULT_ADDR or credential fails before any request."""
-        unknown = sorted(set(settings.secrets) - set(SECRET_NAMES))
+        unknown = sorted(set(settings.secrets) - set(catalogue.names))
         if unknown:
             raise SecretsError(
-                f"{environment}: secrets.vault.secrets names unknown secret {unknown[0]!r}; known: {', '.join(SECRET_NAMES)}"
+                f"{environment}: secrets.vault.secrets names unknown secret {unknown[0]!r}; known: {', '.join(catalogue.names)}"
             )
         endpoint = VaultEndpoint.from_environ(environment=environment, environ=environ, timeout_s=settings.timeout_s)
         auth = choose_auth(environment, settings.auth, environ)
-        return cls(environment=environment, endpoint=endpoint, settings=settings, auth=auth, environ=environ)
+        return cls(environment=environment, endpoint=endpoint, settings=settings, auth=auth, environ=environ, catalogue=catalogue)
+
+    def _ref(self, name: str) -> VaultSecretRef | None:
+        """The secret's explicit reference, else (a service's secret) the one derived from ``services_path``, else ``None``."""
+        explicit = self.settings.secrets.get(name)
+        if explicit is not None:
+            return explicit
+        spec = self.catalogue.spec(name)
+        if self.settings.services_path and spec.service and spec.vault_key:
+            return VaultSecretRef(path=f"{self.settings.services_path}/{spec.service}", key=spec.vault_key)
+        return None
 
     # --- CredentialSource -------------------------------------------------------------------------
 
     def describe(self, name: str) -> str:
-        ref = self.settings.secrets.get(name)
+        ref = self._ref(name)
         return f"vault {_location(self.settings.mount, ref)}" if ref else "vault (no reference in secrets.vault.secrets)"
 
     def get(self, name: str) -> SecretStr:
-        ref = self.settings.secrets.get(name)
+        ref = self._ref(name)
         if ref is None:
+            derived = " (or set secrets.vault.services_path)" if self.catalogue.spec(name).service else ""
             raise SecretsError(
                 f"{self.environment}: secret {name} has no Vault reference; "
-                f"add it to [secrets.vault.secrets] in config/{self.environment}.toml"
+                f"add it to [secrets.vault.secrets] in config/{self.environment}.toml{derived}"
             )
         location = _location(self.settings.mount, ref)
         data = self._read(ref, reading=f"reading {location} ({name})")
@@ -238,7 +259,7 @@ class VaultSource:
         if not isinstance(value, str) or not value:
             kind = "an empty string" if value == "" else f"a {type(value).__name__}, not a string"
             raise SecretsError(f"{self.environment}: {location} ({name}) holds {kind}; store the password as a non-empty string")
-        refuse_weak(self.environment, name, f"vault {location}", value)
+        refuse_weak(self.environment, self.catalogue.spec(name), f"vault {location}", value)
         return SecretStr(value)
 
     def previous(self, name: str) -> SecretStr | None:
@@ -248,7 +269,7 @@ class VaultSource:
         after ``PREVIOUS_LOOKBACK`` versions, at version 1, or at a version Vault no longer has
         (pruned by ``max_versions``). Vault failures (denied, down, ...) raise like ``get``.
         """
-        ref = self.settings.secrets.get(name)
+        ref = self._ref(name)
         if ref is None:
             return None
         current = ref.version or self._current_version(ref, name)
@@ -265,7 +286,7 @@ class VaultSource:
         return None
 
     def previous_hint(self, name: str) -> str:
-        ref = self.settings.secrets.get(name)
+        ref = self._ref(name)
         if ref is None:
             return f"secret {name} has no Vault reference"
         before = f"version {ref.version}" if ref.version else "the current one"
