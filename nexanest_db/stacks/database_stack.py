@@ -45,6 +45,7 @@ from nexanest_db.roles import REDIS_DEFAULT_SECRET, REPLICATION_ROLE, SUPERUSER_
 from nexanest_db.secrets import external_query, required_secret_names
 from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
+from nexanest_db.stacks.swarm import add_swarm_secrets
 
 TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
 
@@ -86,6 +87,7 @@ class DatabaseStack(TerraformStack):
                 stack=inputs.stack, names=required_secret_names(config, terraform_only=True), query=external_query(config)
             ),
         )
+        add_swarm_secrets(self, config, secrets)  # [swarm]: the services' credentials as Docker secrets on the manager
         hc = config.healthcheck
         health = HealthPolicy(
             interval_s=hc.interval_s,
