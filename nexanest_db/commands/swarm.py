@@ -22,8 +22,7 @@ app = typer.Typer(
 def secrets(stack: Stack, project_dir: ProjectDir = None, as_json: AsJson = False) -> None:
     """List the stack's Docker secrets on the Swarm manager: current, kept, missing, retired, and the services mounting each.
 
-    Exit 0 when the hand-off is complete (every current generation is there and no service mounts an
-    older one); 17 with a `docker service update` line per service still to move.
+    Exit 0 when the hand-off is complete (every current generation is there and no service mounts an older one); 17 with a `docker service update` line per service still to move.
 
     Examples: `nndb swarm secrets staging-db`, `nndb swarm secrets staging-db --json`.
     """

@@ -96,10 +96,10 @@ def check_manager(engine: Engine) -> None:
         raise SwarmError(f"Swarm manager {engine.description}: `docker info` {why}; check [swarm] docker in the config and the host")
     state = result.stdout.split()
     if state != ["active", "true"]:
-        raise SwarmError(
-            f"Swarm manager {engine.description}: the engine is not a Swarm manager (swarm state {' '.join(state) or 'unknown'}); "
-            "point [swarm] docker at a manager node"
+        what = (
+            "a Swarm worker, not a manager" if state == ["active", "false"] else f"in no Swarm (state: {state[0] if state else 'unknown'})"
         )
+        raise SwarmError(f"Swarm manager {engine.description}: the engine is {what}; point [swarm] docker at a manager node")
 
 
 def mounted_secrets(engine: Engine) -> dict[str, tuple[str, ...]]:
