@@ -139,7 +139,7 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish", me
 
 
 def build_app() -> typer.Typer:
-    from nexanest_db.commands import backup, drift, failover, hooks, lifecycle, migrate, plan, secrets, status, synth
+    from nexanest_db.commands import backup, drift, failover, hooks, lifecycle, migrate, plan, secrets, status, swarm, synth
 
     app = typer.Typer(name="nndb", help="Operate the NexaNest database tier.", no_args_is_help=True, add_completion=False)
     app.callback()(_root)
@@ -147,6 +147,7 @@ def build_app() -> typer.Typer:
     app.add_typer(migrate.app, name="migrate")
     app.add_typer(backup.app, name="backup")
     app.add_typer(secrets.app, name="secrets")
+    app.add_typer(swarm.app, name="swarm")
     app.command(name="synth")(synth.synth)
     app.command(name="wait-ready")(lifecycle.wait_ready_command)
     app.command(name="before-destroy")(lifecycle.before_destroy_command)

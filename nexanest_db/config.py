@@ -565,6 +565,40 @@ class InstanceReplication(_Model):
         return [PRIMARY_NODE, *sorted(self.replicas)]
 
 
+# Docker limits object names (secrets, services) to 64 characters.
+SWARM_SECRET_NAME_MAX = 64
+# The longest credential word of a published secret's name (nexanest_db.swarm.CREDENTIALS; a unit test keeps them equal).
+SWARM_LONGEST_CREDENTIAL = "readonly_password"
+SWARM_MAX_GENERATION = 9999
+
+
+class SwarmServiceConfig(_Model):
+    """``[swarm.services.<service>]``: one application service whose credentials are published on the Swarm."""
+
+    generation: int = Field(
+        ge=1,
+        le=SWARM_MAX_GENERATION,
+        description="rotation generation of the service's published credentials; bump it with every rotation of any of them",
+    )
+
+
+class SwarmConfig(_Model):
+    """``[swarm]``: the application services on Docker Swarm read their credentials as Docker secrets (docs/topology.md).
+
+    Every published service gets ``<secret_prefix>-<service>-<credential>-v<generation>`` on the
+    Swarm manager, for its current generation and the ``keep_previous`` ones before it, so a rotation
+    creates the new secret beside the old one until the services have moved over.
+    """
+
+    docker: DockerConfig = Field(description="the Swarm manager's engine: host = 'unix:///...' (the local engine) or [swarm.docker.ssh]")
+    provider_alias: str = Field(
+        default="swarm", pattern=r"^[a-z][a-z0-9_]{0,31}$", description="alias of the Docker provider for the manager"
+    )
+    secret_prefix: DockerName | None = Field(default=None, description="first part of every secret name; default: name_prefix")
+    keep_previous: int = Field(default=1, ge=0, le=5, description="older generations kept published beside the current one")
+    services: dict[str, SwarmServiceConfig] = Field(min_length=1)
+
+
 class EnvironmentConfig(_Model):
     """Everything one stack needs; produced only by ``load_environment``."""
 
@@ -589,6 +623,7 @@ class EnvironmentConfig(_Model):
     destroy: DestroyPolicy = DestroyPolicy()
     exporters: ExportersConfig = ExportersConfig()
     replication: dict[Literal["postgres", "timescale"], InstanceReplication] = Field(default_factory=dict)
+    swarm: SwarmConfig | None = None
 
     def primary_endpoint(self, instance: str) -> HostPort | None:
         """Where the instance's writable node answers when a failover moved it to a replica, else ``None``."""
@@ -675,7 +710,23 @@ class EnvironmentConfig(_Model):
         for name in sorted(self.services):
             check_service_name(name)
         self._services_isolated()
+        self._swarm_names_fit()
         return self
+
+    def _swarm_names_fit(self) -> None:
+        """Every published service is one of the stack's, and its longest secret name fits Docker's limit."""
+        if self.swarm is None:
+            return
+        prefix = self.swarm.secret_prefix or self.name_prefix
+        for name in sorted(self.swarm.services):
+            if name not in self.services:
+                raise ValueError(f"swarm.services.{name}: not a service of this stack; known: {', '.join(sorted(self.services))}")
+            longest = f"{prefix}-{name}-{SWARM_LONGEST_CREDENTIAL}-v{SWARM_MAX_GENERATION}"
+            if len(longest) > SWARM_SECRET_NAME_MAX:
+                raise ValueError(
+                    f"swarm.secret_prefix: {prefix!r} makes the secret names of {name} longer than Docker's "
+                    f"{SWARM_SECRET_NAME_MAX} characters (e.g. {longest}); set a shorter swarm.secret_prefix"
+                )
 
     def _services_isolated(self) -> None:
         """Each service alone in its database, schema and Redis key space (ADR: each service owns its schema)."""

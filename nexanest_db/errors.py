@@ -8,7 +8,8 @@ the traceback).
 
 Exit codes: 1 a bug, 2 configuration or command-line usage, 3 secrets, 4 connection (including a
 server that stopped answering), 5 migration or run lock, 6 hook, 7 backup, 8 destroy refused,
-9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 14 backup schedule missing or late, 15 failover refused or stopped, 130 interrupted.
+9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 14 backup schedule missing or late, 15 failover refused or stopped,
+17 Swarm hand-off incomplete (``nndb swarm secrets``), 130 interrupted.
 """
 
 BUG_EXIT_CODE = 1
@@ -111,3 +112,10 @@ class FailoverError(NndbError):
     """A switchover or failover was refused or stopped; the message says which node is primary now."""
 
     exit_code = 15
+
+
+class SwarmError(NndbError):
+    """The Swarm hand-off is not complete: the manager is unreachable or not a manager, a current secret is
+    missing there, or a service still mounts an older generation (``nndb swarm secrets``)."""
+
+    exit_code = 17

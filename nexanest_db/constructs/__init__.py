@@ -10,6 +10,7 @@ from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHoo
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
 from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps, RedisTls
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
+from nexanest_db.constructs.swarm_secrets import SwarmSecret, SwarmSecrets, SwarmSecretsProps
 
 __all__ = [
     "ContainerLimits",
@@ -40,5 +41,8 @@ __all__ = [
     "RedisInstance",
     "RedisInstanceProps",
     "RedisTls",
+    "SwarmSecret",
+    "SwarmSecrets",
+    "SwarmSecretsProps",
     "database_container",
 ]

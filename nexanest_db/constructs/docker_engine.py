@@ -1,4 +1,8 @@
-"""The Docker provider pointed at the engine that runs the tier (local socket or ``ssh://``)."""
+"""The Docker provider pointed at an engine: the tier's (the default provider) or another, under an alias.
+
+``alias``: a second engine of the stack (the Swarm manager of ``[swarm]``); its resources name this
+provider (``provider = docker.<alias>``).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,26 @@ from cdktf_cdktf_provider_docker.provider import DockerProvider
 from constructs import Construct
 
 _ENGINE_URL = re.compile(r"^(unix|tcp|ssh|npipe)://\S+$")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DockerEngineProps:
     host: str
     ssh_opts: tuple[str, ...] = field(default_factory=tuple)
+    alias: str | None = None
 
     def __post_init__(self) -> None:
         if not _ENGINE_URL.match(self.host):
             raise ValueError(f"docker host must be a unix://, tcp:// or ssh:// URL, got {self.host!r}")
         if self.ssh_opts and not self.host.startswith("ssh://"):
             raise ValueError("ssh_opts only apply to an ssh:// docker host")
+        if self.alias is not None and not _ALIAS.match(self.alias):
+            raise ValueError(f"provider alias must be a lower-case identifier, got {self.alias!r}")
 
 
 class DockerEngine(Construct):
     def __init__(self, scope: Construct, id: str, *, props: DockerEngineProps) -> None:
         super().__init__(scope, id)
         self.host = props.host
-        self.provider = DockerProvider(self, "docker", host=props.host, ssh_opts=list(props.ssh_opts) or None)
+        self.provider = DockerProvider(self, "docker", host=props.host, ssh_opts=list(props.ssh_opts) or None, alias=props.alias)

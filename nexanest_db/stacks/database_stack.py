@@ -24,6 +24,7 @@ from nexanest_db.constructs import (
 from nexanest_db.stacks import props
 from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
+from nexanest_db.stacks.swarm import add_swarm_secrets
 
 POSTGRES_INSTANCES = ("postgres", "timescale")
 
@@ -35,6 +36,7 @@ class DatabaseStack(TerraformStack):
         DockerEngine(self, "engine", props=props.engine_props(inputs))
         network = DatabaseNetwork(self, "network", props=props.network_props(inputs))
         secrets = DeploySecrets(self, "secrets", props=props.secrets_props(inputs))
+        add_swarm_secrets(self, inputs.config, secrets)  # [swarm]: the services' credentials as Docker secrets on the manager
 
         init_scripts = props.first_start_scripts(self, inputs)
         self.instances: dict[str, PostgresInstance | RedisInstance] = {

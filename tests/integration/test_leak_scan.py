@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ ENV_SENTINELS = {f"env {name}": f"SENTINEL-env-{name}-7f3a91" for name in SECRET
 VAULT_SENTINELS = {f"vault {name}": f"SENTINEL-vault-{name}-c2d8e4" for name in SECRET_NAMES}
 OTHER_SENTINELS = {"vault approle secret_id": "SENTINEL-secret-id-51b7", "tfc workload identity": "eyJ.SENTINEL-jwt-0d3c.sig"}
 SENTINELS = {**ENV_SENTINELS, **VAULT_SENTINELS, **OTHER_SENTINELS}
+SWARM_DATA = re.compile(r'\$\{base64encode\(sensitive\(data\.external\.secrets\.result\["(?P<name>[a-z0-9_]+)"\]\)\)\}')
 
 SPAWN_SPY = '''\
 """Test spy: record the argv of every child process this Python process starts."""
@@ -156,6 +158,17 @@ def test_synth_checks_data_source_and_agent_hooks_leak_nothing(tmp_path: Path, v
     # Synth, as `cdktf synth` runs it.
     run(scan, [sys.executable, "main.py"], cwd=project, environ=environ)
     assert sorted(p.name for p in (project / "cdktf.out" / "stacks").iterdir()) == ["dev-db", "local-db", "prod-db", "staging-db"]
+
+    # The Swarm hand-off (staging's [swarm]): each docker_secret's data is a sensitive reference to a secret the data
+    # source returns, never a value (the scan of cdktf.out below proves no sentinel is there either).
+    staging = json.loads((project / "cdktf.out" / "stacks" / "staging-db" / "cdk.tf.json").read_text())
+    swarm_blocks = staging["resource"]["docker_secret"]
+    assert swarm_blocks, "staging-db publishes its services' credentials on the Swarm manager"
+    for address, block in swarm_blocks.items():
+        match = SWARM_DATA.fullmatch(block["data"])
+        assert match and match["name"] in TERRAFORM_SECRET_NAMES, f"docker_secret.{address}: {block['data'][:80]!r}"
+    # `nndb swarm secrets` cannot reach staging's manager here: one line, exit 17, nothing of a secret in it.
+    run(scan, [NNDB, "swarm", "secrets", "staging-db"], cwd=project, environ=environ, expect=17)
 
     # Operators' checks: env-backed and Vault-backed; staging has nothing in Vault (an error path).
     local_check = run(scan, [NNDB, "secrets", "check", "local-db"], cwd=project, environ=environ)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nexanest_db.config import STACKS
 from tests.support.project import REPO_ROOT, copy_project, synth
 
 
@@ -66,9 +67,28 @@ def test_base_layer_images_and_ports(stacks: dict[str, dict]) -> None:
 def test_providers_target_the_right_engine(stacks: dict[str, dict]) -> None:
     assert stacks["local-db"]["provider"]["docker"] == [{"host": "unix:///var/run/docker.sock"}]
     for name in ("dev-db", "staging-db", "prod-db"):
-        (docker,) = stacks[name]["provider"]["docker"]
+        # The default provider (no alias) is the database host's; staging has the Swarm manager's beside it ([swarm]).
+        (docker,) = [p for p in stacks[name]["provider"]["docker"] if "alias" not in p]
         assert docker["host"] == "ssh://deploy@pgdb.nn.local"
         assert docker["ssh_opts"] == ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+    aliased = {name: [p for p in stacks[name]["provider"]["docker"] if "alias" in p] for name in STACKS}
+    assert aliased == {
+        "local-db": [],
+        "dev-db": [],
+        "staging-db": [
+            {
+                "alias": "swarm",
+                "host": "ssh://deploy@swarm.nn.local",
+                "ssh_opts": ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"],
+            }
+        ],
+        "prod-db": [],
+    }
+    # Only the Swarm secrets use the aliased provider, and every one of them does.
+    for name in STACKS:
+        for kind, blocks in stacks[name]["resource"].items():
+            for block_id, block in blocks.items():
+                assert (block.get("provider") == "docker.swarm") == (kind == "docker_secret"), f"{name}: {kind}.{block_id}"
 
 
 def test_backends(stacks: dict[str, dict]) -> None:
