@@ -66,7 +66,7 @@ def scratch_cycle(server: PostgresServer, secret: str, count: int, cwd: Path) ->
 
 
 def measure(tier: DbStack, runs: int, warmup: int) -> int:
-    from tests.integration.hooks_support import run_in_process
+    from tests.support.hooks import run_in_process
 
     logging.getLogger("nexanest_db").setLevel(logging.WARNING)
     run_in_process(tier)

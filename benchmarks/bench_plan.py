@@ -75,7 +75,7 @@ def series(argv: list[str], env: dict[str, str], cwd: Path, runs: int, warmup: i
 
 
 def measure(tier: DbStack, repo: Path, runs: int, warmup: int) -> int:
-    from tests.integration.hooks_support import run_in_process
+    from tests.support.hooks import run_in_process
 
     logging.getLogger("nexanest_db").setLevel(logging.WARNING)
     run_in_process(tier)

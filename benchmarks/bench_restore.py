@@ -31,10 +31,10 @@ from nexanest_db.backups import Catalog, find_tool  # noqa: E402
 from nexanest_db.commands.hookrun import build_context  # noqa: E402
 from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints  # noqa: E402
 from nexanest_db.edge import Resolved  # noqa: E402
+from nexanest_db.hook_manager import plugin_manager, run_phases  # noqa: E402
 from nexanest_db.operations import pitr  # noqa: E402
 from nexanest_db.operations.backup import take_and_verify  # noqa: E402
 from nexanest_db.operations.restore import restore_service  # noqa: E402
-from nexanest_db.plugins.manager import plugin_manager, run_phases  # noqa: E402
 from tests.fixtures.servers import (  # noqa: E402
     PG_MAJOR,
     STACK_PASSWORDS,

@@ -53,7 +53,7 @@ def summary(times: list[float]) -> tuple[float, float, float]:
 
 
 def measure(tier: DbStack, runs: int, warmup: int) -> int:
-    from tests.integration.hooks_support import run_in_process
+    from tests.support.hooks import run_in_process
 
     logging.getLogger("nexanest_db").setLevel(logging.WARNING)
     run_in_process(tier)

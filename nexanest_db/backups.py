@@ -40,9 +40,9 @@ from pathlib import Path, PurePosixPath
 
 import psycopg
 
-from nexanest_db.backup_crypto import BackupKey, DecryptionError, Encryptor, KeyMismatchError, decrypt_chunks
+from nexanest_db.backup_crypto import BackupKey, Encryptor, decrypt_chunks
 from nexanest_db.config import BackupPolicy, HostPort
-from nexanest_db.errors import BackupError
+from nexanest_db.errors import BackupError, DecryptionError, KeyMismatchError
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.repository import bound, pull, push
 from nexanest_db.roles import ServiceRoles

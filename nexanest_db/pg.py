@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -32,7 +33,7 @@ from psycopg import sql
 from nexanest_db import scram
 from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import EnvironmentConfig, HostPort
-from nexanest_db.errors import ConnectionFailed, MigrationError
+from nexanest_db.errors import TLS_REQUIRED_HINT, ConnectionFailed, RunLockTimeout, tls_not_signed, tls_wrong_name
 from nexanest_db.roles import SUPERUSER_SECRETS
 
 MAINTENANCE_DB = "postgres"
@@ -79,8 +80,40 @@ def session_options(statement_timeout_s: float) -> dict[str, object]:
     }
 
 
-class RunLockTimeout(MigrationError):
-    """Another nndb run held the run lock for longer than the lock timeout."""
+def open_session(
+    *,
+    endpoint: HostPort,
+    database: str,
+    user: str,
+    password: str,
+    connect_timeout_s: float,
+    application_name: str = APPLICATION_NAME,
+    tls_kwargs: Mapping[str, str] | None = None,
+    statement_timeout_s: float | None = None,
+    where: str | None = None,
+) -> psycopg.Connection:
+    """The one way nndb opens a PostgreSQL session (autocommit): the run's sessions, scratch restores, failover nodes, PITR.
+
+    With ``statement_timeout_s`` the session also gets TCP keepalives, the server-side statement
+    timeout and a client deadline (``DeadlineConnection``, naming ``where`` when it expires); without it, libpq's defaults after connecting.
+    Raises ``psycopg.OperationalError`` as libpq reports it: callers word it for their command.
+    """
+    params: dict[str, Any] = {
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "dbname": database,
+        "user": user,
+        "password": password,
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "application_name": application_name,
+        **(tls_kwargs or {}),
+    }
+    if statement_timeout_s is None:
+        return psycopg.connect(autocommit=True, **params)
+    conn = DeadlineConnection.connect(autocommit=True, **params, **session_options(statement_timeout_s))
+    conn.deadline_s = statement_timeout_s + CLIENT_GRACE_S
+    conn.where = where or f"{endpoint.host}:{endpoint.port}"
+    return conn
 
 
 def is_auth_failure(exc: psycopg.OperationalError) -> bool:
@@ -101,17 +134,11 @@ def describe_connect_error(
     text = str(exc).strip()
     where = f"{instance} at {endpoint.host}:{endpoint.port}"
     if tls_hint is not None and "certificate verify failed" in text:
-        return (
-            f"{where}: TLS certificate verification failed; the server certificate is not signed by the CA bundle "
-            f"in {tls_hint} (check that bundle and the server's certificate)"
-        )
+        return tls_not_signed(where, tls_hint)
     if tls_hint is not None and "does not match host name" in text:
-        return (
-            f"{where}: TLS: the server certificate does not name {endpoint.host}; "
-            "give the certificate a SAN for the endpoint host (or connect by a name it has)"
-        )
+        return tls_wrong_name(where, endpoint.host)
     if "no pg_hba.conf entry" in text or "pg_hba.conf rejects connection" in text:
-        tail = "" if tls_hint is not None else "; if the server requires TLS, set [tls] enabled = true in the environment's config"
+        tail = "" if tls_hint is not None else f"; {TLS_REQUIRED_HINT}"
         return f"{where}: refused by the server's pg_hba.conf for user {user}{tail}"
     if "password authentication failed" in text:
         return f"{where}: password authentication failed for user {user}; check {secret_hint}"
@@ -207,21 +234,16 @@ class PostgresSessions:
 
     def _login(self, instance: str, database: str, password: str, user: str | None = None) -> psycopg.Connection:
         endpoint = self._endpoint(instance)
-        conn = DeadlineConnection.connect(
-            host=endpoint.host,
-            port=endpoint.port,
-            dbname=database,
+        return open_session(
+            endpoint=endpoint,
+            database=database,
             user=user or self.superuser(instance),
             password=password,
-            connect_timeout=max(1, round(self.connect_timeout_s)),
-            application_name=APPLICATION_NAME,
-            autocommit=True,
-            **session_options(self.statement_timeout_s),
-            **self.tls_kwargs(),
+            connect_timeout_s=self.connect_timeout_s,
+            tls_kwargs=self.tls_kwargs(),
+            statement_timeout_s=self.statement_timeout_s,
+            where=f"{instance} at {endpoint.host}:{endpoint.port}",
         )
-        conn.deadline_s = self.statement_timeout_s + CLIENT_GRACE_S
-        conn.where = f"{instance} at {endpoint.host}:{endpoint.port}"
-        return conn
 
     def login_as(self, instance: str, database: str, *, user: str, password: str) -> psycopg.Connection:
         """A new (uncached) autocommit session of ``user`` — the migrator of a service; no run lock, no rotation."""

@@ -13,6 +13,7 @@ from nexanest_db.backup_crypto import BackupKey
 from nexanest_db.backups import BackupRecord, Catalog, PgTarget, find_tool, mark_verified, take_backup, verify_backup
 from nexanest_db.context import HookContext
 from nexanest_db.errors import BackupError
+from nexanest_db.pg import open_session
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
 
 BACKUP_KEY_SECRET = "backup_encryption_key"  # noqa: S105 -- a secret NAME, not a value
@@ -43,16 +44,14 @@ def scratch_connector(context: HookContext, instance: str) -> Callable[[str], ps
     target = target_for(context, instance)
 
     def connect(database: str) -> psycopg.Connection:
-        return psycopg.connect(
-            host=target.endpoint.host,
-            port=target.endpoint.port,
-            dbname=database,
+        return open_session(
+            endpoint=target.endpoint,
+            database=database,
             user=target.user,
             password=target.password,
-            connect_timeout=max(1, round(context.connect_timeout_s)),
-            autocommit=True,
+            connect_timeout_s=context.connect_timeout_s,
             application_name="nndb-restore",
-            **context.postgres.tls_kwargs(),
+            tls_kwargs=context.postgres.tls_kwargs(),
         )
 
     return connect

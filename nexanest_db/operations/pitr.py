@@ -33,8 +33,10 @@ from pathlib import Path
 import psycopg
 
 from nexanest_db import scram
+from nexanest_db.config import HostPort
 from nexanest_db.context import HookContext
 from nexanest_db.errors import PitrError
+from nexanest_db.pg import MAINTENANCE_DB, open_session
 from nexanest_db.roles import REPLICATION_ROLE, SUPERUSER_SECRETS, postgres_instances
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
 
@@ -398,13 +400,13 @@ def _wait_promoted(context: HookContext, instance: str, port: int, timeout_s: fl
     last = ""
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(
-                host="127.0.0.1",
-                port=port,
-                dbname="postgres",
+            with open_session(
+                endpoint=HostPort(host="127.0.0.1", port=port),
+                database=MAINTENANCE_DB,
                 user=context.postgres.superuser(instance),
                 password=context.password(SUPERUSER_SECRETS[instance]),
-                connect_timeout=5,
+                connect_timeout_s=5,
+                application_name="nndb-pitr",
             ) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
                 if row and not row[0]:

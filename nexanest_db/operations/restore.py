@@ -38,7 +38,7 @@ from pathlib import Path
 
 import psycopg
 
-from nexanest_db.backup_crypto import BackupKey, DecryptionError, decrypt_chunks
+from nexanest_db.backup_crypto import BackupKey, decrypt_chunks
 from nexanest_db.backups import (
     BackupRecord,
     Catalog,
@@ -50,7 +50,7 @@ from nexanest_db.backups import (
     find_tool,
 )
 from nexanest_db.context import HookContext
-from nexanest_db.errors import BackupError, RestoreError
+from nexanest_db.errors import BackupError, DecryptionError, RestoreError
 from nexanest_db.ledger import make_plan, read_ledger
 from nexanest_db.migration_files import discover
 from nexanest_db.operations.backup import backup_key, major_version, scratch_connector, take_and_verify, target_for

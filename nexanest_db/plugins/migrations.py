@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import psycopg
 
-from nexanest_db.errors import MigrationError
+from nexanest_db.errors import MigrationError, and_more
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.ledger import MigrationApplier, ServicePlan
 from nexanest_db.migration_files import Migration
@@ -39,8 +39,7 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
     plans = [plan_service(context, service) for service in context.services]
     problems = [line for plan in plans for line in plan.problems()]
     if problems:
-        more = f" (and {len(problems) - 1} more; `nndb migrate status` lists them)" if len(problems) > 1 else ""
-        raise MigrationError(problems[0] + more)
+        raise MigrationError(problems[0] + and_more(problems, then="`nndb migrate status` lists them"))
 
     changes: list[Change] = []
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from nexanest_db.errors import BackupError
 from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
-from tests.integration.hooks_support import NNDB, nndb, run_in_process, summaries
+from tests.support.hooks import NNDB, nndb, run_in_process, summaries
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import pytest
 from nexanest_db.errors import BackupError
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack
 from tests.fixtures.sshd import BACKUP_USER, SshTarget
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration

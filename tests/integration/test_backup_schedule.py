@@ -12,7 +12,7 @@ import pytest
 
 from nexanest_db.errors import BackupError, ScheduleError
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from nexanest_db.errors import ConnectionFailed
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack, free_port
-from tests.integration.hooks_support import nndb
+from tests.support.hooks import nndb
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pytest
 from nexanest_db.errors import ConfigError, ConnectionFailed, DriftFound
 from nexanest_db.operations.drift import check_stack
 from tests.fixtures.servers import DbStack, PostgresServer
-from tests.integration.hooks_support import context_for, nndb, run_in_process, write_migration
 from tests.support.cli_json import json_result
+from tests.support.hooks import context_for, nndb, run_in_process, write_migration
 
 pytestmark = pytest.mark.integration
 STACK = "local-db"
@@ -226,7 +226,7 @@ def test_sigterm_while_the_reference_is_built_drops_it(deployed: DbStack) -> Non
     import time
 
     from tests.fixtures.servers import CHILD_PYTHONPATH
-    from tests.integration.hooks_support import NNDB
+    from tests.support.hooks import NNDB
 
     blocker = deployed.postgres.connect(autocommit=False)
     blocker.execute("ALTER ROLE auth_migrator CONNECTION LIMIT -1")  # row lock on auth_migrator until rollback

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb
 from tests.support.cli_json import json_result
+from tests.support.hooks import nndb
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack, free_port
-from tests.integration.hooks_support import nndb
+from tests.support.hooks import nndb
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import redis
 
 from tests.fixtures.prometheus import IDENTITIES
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import run_in_process, summaries
+from tests.support.hooks import run_in_process, summaries
 
 pytestmark = pytest.mark.integration
 ROLE = IDENTITIES["postgres"]["role"]

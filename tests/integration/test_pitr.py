@@ -20,7 +20,7 @@ import pytest
 from nexanest_db.errors import PitrError
 from nexanest_db.operations.pitr import stop_scratch
 from tests.fixtures.servers import CHILD_PYTHONPATH, REPO_ROOT, STACK_PASSWORDS, DbStack, _owned_tempdir
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 
 from nexanest_db.errors import PlanFailed, UsageError
 from tests.fixtures.servers import CHILD_PYTHONPATH, STACK_PASSWORDS, DbStack, free_port
-from tests.integration.hooks_support import NNDB, run_in_process
 from tests.support.cli_json import json_result
+from tests.support.hooks import NNDB, run_in_process
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import redis
 
 from nexanest_db.errors import RestoreError
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack, RedisServer, ServerSetupError, running_db_stack, start_redis
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

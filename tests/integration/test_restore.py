@@ -19,7 +19,7 @@ from nexanest_db.backup_crypto import BackupKey, decrypt_stream, encrypt_stream
 from nexanest_db.backups import find_tool
 from nexanest_db.errors import RestoreError
 from tests.fixtures.servers import PG_MAJOR, STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from tests.fixtures.servers import (
     running_db_stack,
     start_redis,
 )
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

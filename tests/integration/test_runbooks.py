@@ -11,7 +11,7 @@ import pytest
 
 from nexanest_db.errors import ConnectionFailed, MigrationError, StatusRed
 from tests.fixtures.servers import REPO_ROOT, STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process, write_migration
+from tests.support.hooks import nndb, run_in_process, write_migration
 from tests.support.runbooks import run_blocks, sh_blocks
 
 pytestmark = pytest.mark.integration

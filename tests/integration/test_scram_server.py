@@ -8,7 +8,7 @@ from psycopg import sql
 
 from nexanest_db import scram
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack, PostgresServer
-from tests.integration.hooks_support import run_in_process, summaries
+from tests.support.hooks import run_in_process, summaries
 
 pytestmark = pytest.mark.integration
 

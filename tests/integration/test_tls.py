@@ -15,7 +15,7 @@ from nexanest_db.config import HostPort
 from nexanest_db.errors import ConnectionFailed
 from nexanest_db.redis_session import connect_redis
 from tests.fixtures.servers import STACK_PASSWORDS, DbStack, Pki
-from tests.integration.hooks_support import context_for, nndb, run_in_process
+from tests.support.hooks import context_for, nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from nexanest_db.commands.hookrun import build_context
 from nexanest_db.context import HookContext
 from nexanest_db.edge import Resolved, resolve
+from nexanest_db.hook_manager import RunReport, plugin_manager, run_phases
 from nexanest_db.hookspecs import PHASE_HOOKS
-from nexanest_db.plugins.manager import RunReport, plugin_manager, run_phases
 from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
 
 NNDB = str(Path(sys.executable).parent / "nndb")
