@@ -488,7 +488,7 @@ def take_backup(
         raise BackupError(disk_error(path.parent, exc, "cannot create the backup directory")) from None
     with conn.transaction():
         conn.execute(load_query(sql_dir, "snapshot-export"))  # type: ignore[arg-type]
-        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        row = conn.execute(load_query(sql_dir, "snapshot-id")).fetchone()
         snapshot = row[0] if row else ""
         counts = _row_counts(conn, sql_dir)
         argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", *target.argv(service.database)]  # the archive goes to stdout

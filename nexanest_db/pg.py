@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -34,12 +35,14 @@ from nexanest_db import scram
 from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import EnvironmentConfig, HostPort
 from nexanest_db.errors import TLS_REQUIRED_HINT, ConnectionFailed, RunLockTimeout, tls_not_signed, tls_wrong_name
+from nexanest_db.queries import load_query
 from nexanest_db.roles import SUPERUSER_SECRETS
 
 MAINTENANCE_DB = "postgres"
 APPLICATION_NAME = "nndb"
 # pg_advisory_lock(classid, objid): 'nndb' as an int4, then 1 = "hooks run". Documented in docs/hooks.md.
 RUN_LOCK_KEY = (0x6E6E6462, 1)
+RUN_LOCK = {"classid": RUN_LOCK_KEY[0], "objid": RUN_LOCK_KEY[1]}  # the parameters of sql/queries/run-lock-*.sql
 REQUIRED_MAJOR = 15
 
 
@@ -159,6 +162,7 @@ class PostgresSessions:
         self,
         *,
         config: EnvironmentConfig,
+        sql_dir: Path,
         endpoints_for: Callable[[str], HostPort],
         password_for: Callable[[str], str],
         secret_hint: Callable[[str], str],
@@ -173,6 +177,7 @@ class PostgresSessions:
         statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     ) -> None:
         self._config = config
+        self._sql_dir = sql_dir
         self.statement_timeout_s = statement_timeout_s
         self._tls = tls
         self._tls_hint = tls_hint
@@ -226,7 +231,7 @@ class PostgresSessions:
         return rotations
 
     def database_exists(self, instance: str, database: str) -> bool:
-        row = self.connect(instance).execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = %s)", (database,)).fetchone()
+        row = self.connect(instance).execute(load_query(self._sql_dir, "database-exists"), {"database": database}).fetchone()
         return bool(row and row[0])
 
     def server_version(self, instance: str) -> int:
@@ -319,11 +324,15 @@ class PostgresSessions:
         try:
             self._check_version(instance, old)
             self._take_run_lock(instance, old)
-            row = old.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,)).fetchone()
+            row = old.execute(load_query(self._sql_dir, "role-password"), {"role": user}).fetchone()
             if not scram.verifies(current, row[0] if row else None):  # else a concurrent run rotated it while we waited
                 # A verifier computed here, never the plaintext: the statement may reach the server log.
                 verifier = scram.build(current)
-                old.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier)))
+                old.execute(
+                    sql.SQL(load_query(self._sql_dir, "role-set-password")).format(
+                        role=sql.Identifier(user), verifier=sql.Literal(verifier)
+                    )
+                )
                 self._rotations.append((instance, user))
                 self._logger.debug("%s: logged in as %s with the previous credential, set the current one", instance, user)
             conn = self._open(instance, MAINTENANCE_DB)  # proves the current secret works
@@ -357,7 +366,7 @@ class PostgresSessions:
         deadline = time.monotonic() + self.lock_timeout_s
         announced = False
         while True:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK_KEY).fetchone()
+            row = conn.execute(load_query(self._sql_dir, "run-lock-take"), RUN_LOCK).fetchone()
             if row and row[0]:
                 return
             holder = self._lock_holder(conn)
@@ -374,13 +383,8 @@ class PostgresSessions:
                 announced = True
             time.sleep(0.1)
 
-    @staticmethod
-    def _lock_holder(conn: psycopg.Connection) -> str:
-        row = conn.execute(
-            """SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-               WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted LIMIT 1""",
-            RUN_LOCK_KEY,
-        ).fetchone()
+    def _lock_holder(self, conn: psycopg.Connection) -> str:
+        row = conn.execute(load_query(self._sql_dir, "run-lock-holder"), RUN_LOCK).fetchone()
         if not row:
             return "holder unknown"
         pid, addr, since = row

@@ -34,6 +34,7 @@ from nexanest_db.operations.backup import (  # noqa: F401 -- re-exported: the st
     target_for,
     verify_record,
 )
+from nexanest_db.queries import load_query
 from nexanest_db.roles import postgres_instances
 
 _major = major_version
@@ -111,7 +112,7 @@ def nndb_register_backups(context: HookContext) -> list[Change]:
             catalog.save()
     if policy["pitr"]:
         for instance in postgres_instances(context.config):
-            row = context.pg(instance).execute("SHOW archive_mode").fetchone()
+            row = context.pg(instance).execute(load_query(context.paths.sql_dir, "archive-mode")).fetchone()
             if row and row[0] == "off":
                 context.logger.warning(
                     "%s: backup policy has PITR on but archive_mode is off on the server; check the rendered postgres.conf", instance
