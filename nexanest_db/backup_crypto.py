@@ -35,6 +35,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -165,7 +166,7 @@ class Encryptor:
     def __enter__(self) -> Encryptor:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
 

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CA_SECRET = "tls_ca_cert"  # noqa: S105 - a secret NAME, not a value
 
@@ -31,7 +32,7 @@ class ClientTls:
     def connect_kwargs(self) -> dict[str, str]:
         return {"sslmode": self.sslmode, "sslrootcert": str(self.rootcert)}
 
-    def redis_kwargs(self) -> dict[str, object]:
+    def redis_kwargs(self) -> dict[str, Any]:
         """redis-py's TLS arguments: always verify the chain; check the host name only for ``verify-full``."""
         return {
             "ssl": True,

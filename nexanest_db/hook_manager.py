@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from typing import cast
 
 import pluggy
 import psycopg
@@ -264,7 +265,7 @@ def _call_one(impl: pluggy.HookImpl, hook_name: str, context: HookContext) -> St
     prefix = f"plugin {plugin!r} failed in {hook_name}"
 
     def committed(exc: BaseException) -> StepOutcome | None:
-        changes = tuple(getattr(exc, "committed", ()))
+        changes = tuple(cast("Iterable[Change]", getattr(exc, "committed", ())))
         return StepOutcome(plugin=plugin, hook=hook_name, changes=changes, seconds=time.perf_counter() - started) if changes else None
 
     try:
@@ -292,9 +293,10 @@ def _call_one(impl: pluggy.HookImpl, hook_name: str, context: HookContext) -> St
             f"{prefix}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]} (unexpected; --verbose shows the traceback)"
         )
         return StepFailure(message=message, error=HookError(message), cause=exc)
-    changes = tuple(result or ())
-    for change in changes:
+    changes: list[Change] = []
+    for change in cast("Iterable[object]", result or ()):
         if not isinstance(change, Change):
             message = f"plugin {plugin!r} returned {type(change).__name__} from {hook_name}; return a list of nexanest_db.hookspecs.Change"
             return StepFailure(message=message, error=HookError(message), cause=None)
-    return StepOutcome(plugin=plugin, hook=hook_name, changes=changes, seconds=time.perf_counter() - started)
+        changes.append(change)
+    return StepOutcome(plugin=plugin, hook=hook_name, changes=tuple(changes), seconds=time.perf_counter() - started)

@@ -194,7 +194,7 @@ class MigrationApplier:
             cursor.execute(self._begin)
             for statement in migration.statements:
                 try:
-                    cursor.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
+                    cursor.execute(statement.text)  # file text, no parameters
                 except psycopg.Error as exc:
                     if self._server_gone(exc):
                         raise  # not the file's fault: the run reports the server, exit 4

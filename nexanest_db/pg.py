@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import RV, PQGen
 
 from nexanest_db import scram
 from nexanest_db.client_tls import ClientTls
@@ -60,7 +61,7 @@ class DeadlineConnection(psycopg.Connection):
     deadline_s: float | None = None
     where: str = "the server"
 
-    def wait(self, gen, interval=0.1, timeout=None):  # type: ignore[no-untyped-def,override]
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         try:
             return super().wait(gen, interval, timeout if timeout is not None else self.deadline_s)
         except psycopg.errors._WaitTimeout:
@@ -71,7 +72,7 @@ class DeadlineConnection(psycopg.Connection):
             ) from None
 
 
-def session_options(statement_timeout_s: float) -> dict[str, object]:
+def session_options(statement_timeout_s: float) -> dict[str, Any]:
     """libpq options every nndb session gets: TCP keepalives (a dead peer is noticed) and the server-side timeout."""
     return {
         "keepalives": 1,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdktf_cdktf_provider_docker.container import Container
 from cdktf_cdktf_provider_docker.image import Image
@@ -128,7 +129,7 @@ class PostgresInstance(Construct):
             *props.init_scripts,
             *props.schema_files,
         ]
-        extra: dict[str, object] = {}
+        extra: dict[str, Any] = {}  # more Container arguments, each of its own type
         if props.tls is not None:
             files += [
                 FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),

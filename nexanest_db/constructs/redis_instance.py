@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdktf import Fn
 from cdktf_cdktf_provider_docker.container import Container
@@ -106,7 +107,7 @@ class RedisInstance(Construct):
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).
         tls_flags = ""
-        extra: dict[str, object] = {}
+        extra: dict[str, Any] = {}  # more Container arguments, each of its own type
         if props.tls is not None:
             files += [
                 FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),

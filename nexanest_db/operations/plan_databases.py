@@ -248,7 +248,7 @@ class _Planner:
             conn = self.context.pg(service.instance, service.database)
             params = {**values.params(), "readonly_enabled": service.readonly is not None}
             with _read_only(conn, self.context.paths.sql_dir):
-                objects = [f"{kind} {name}" for kind, name in conn.execute(query, params).fetchall()]  # type: ignore[arg-type]
+                objects = [f"{kind} {name}" for kind, name in conn.execute(query, params).fetchall()]
         if not objects:
             return []
         self.plan.privileges[service.service] = objects

@@ -17,7 +17,7 @@ from nexanest_db.ledger import MigrationApplier, ServicePlan
 from nexanest_db.migration_files import Migration
 from nexanest_db.operations.migrations import plan_service, service_migrations
 from nexanest_db.roles import ServiceRoles
-from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
+from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
 
 SCHEMA_STEPS = "init/02-apply-schemas.sql"
 LEDGER_STEPS = "ledger/01-create-ledger.sql"
@@ -50,7 +50,9 @@ def nndb_apply_migrations(context: HookContext) -> list[Change]:
     return changes
 
 
-def _apply_plans(context: HookContext, plans: list[ServicePlan], schema_steps, ledger_steps, changes: list[Change]) -> None:
+def _apply_plans(
+    context: HookContext, plans: list[ServicePlan], schema_steps: StepFile, ledger_steps: StepFile, changes: list[Change]
+) -> None:
     sql_dir = context.paths.sql_dir
     for plan in plans:
         service = plan.roles

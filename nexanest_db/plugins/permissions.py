@@ -19,7 +19,7 @@ from nexanest_db.sqlfiles import load_step_file, run_steps
 
 
 def _state(conn: psycopg.Connection, query: str, service: ServiceRoles) -> set[tuple[str, str, str]]:
-    return set(conn.execute(query, {"database": service.database, "schema": service.schema}).fetchall())  # type: ignore[arg-type]
+    return set(conn.execute(query, {"database": service.database, "schema": service.schema}).fetchall())
 
 
 @hookimpl

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nexanest_db.commands.hookrun import build_context
 from nexanest_db.context import HookContext
@@ -25,7 +26,7 @@ def resolved_for(db_stack: DbStack, environ: Mapping[str, str] | None = None) ->
     return resolve(db_stack.stack, environ=env, start=db_stack.project)
 
 
-def context_for(db_stack: DbStack, environ: Mapping[str, str] | None = None, **options) -> HookContext:
+def context_for(db_stack: DbStack, environ: Mapping[str, str] | None = None, **options: Any) -> HookContext:
     options.setdefault("backup_dir", db_stack.backup_dir)
     return build_context(resolved_for(db_stack, environ), logger=logging.getLogger("nexanest_db.hooks.test"), **options)
 
@@ -36,7 +37,7 @@ def run_in_process(
     hooks: Sequence[str] = PHASE_HOOKS,
     disabled: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
-    **options,
+    **options: Any,
 ) -> RunReport:
     return run_phases(plugin_manager(disabled=disabled), context_for(db_stack, environ, **options), hooks=hooks)
 
