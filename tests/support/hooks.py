@@ -14,7 +14,8 @@ from nexanest_db.context import HookContext
 from nexanest_db.edge import Resolved, resolve
 from nexanest_db.hook_manager import RunReport, plugin_manager, run_phases
 from nexanest_db.hookspecs import PHASE_HOOKS
-from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
+from tests.fixtures.servers import DbStack
+from tests.support.local_servers import CHILD_PYTHONPATH
 
 NNDB = str(Path(sys.executable).parent / "nndb")
 MIGRATE_HOOKS = ("nndb_preflight", "nndb_init_sql", "nndb_apply_migrations")

@@ -21,9 +21,9 @@ from nexanest_db.hook_manager import check_hooks_known, plugin_manager, plugin_t
 from nexanest_db.hookspecs import PHASE_HOOKS, Change, hookimpl
 from nexanest_db.secrets import credentials_for
 from tests.support.installed import run_nndb_in, site_with
-from tests.support.project import copy_project
+from tests.support.project import REPO_ROOT, copy_project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 BUILT_INS = {"init_sql", "migrations", "permissions", "redis_acl", "backup", "monitoring"}
 
 
