@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from nexanest_db.config import HostPort  # noqa: E402
 from nexanest_db.readiness import postgres_answers, redis_answers  # noqa: E402
-from tests.fixtures.servers import free_port  # noqa: E402
 from tests.fixtures.toolchain import Toolchain  # noqa: E402
 from tests.support.deploy import ANSI, DeployedCopy, docker, passwords  # noqa: E402
+from tests.support.local_servers import free_port  # noqa: E402
 from tests.support.project import copy_project  # noqa: E402
 from tests.support.standins import point_at_standins, standins  # noqa: E402
 

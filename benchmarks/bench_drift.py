@@ -28,16 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.servers import (  # noqa: E402
-    CHILD_PYTHONPATH,
-    PG_BINDIR,
-    STACK_PASSWORDS,
-    DbStack,
-    PostgresServer,
-    init_pg_template,
-    running_db_stack,
-    start_redis,
-)
+from tests.fixtures.postgres_server import PG_BINDIR, PostgresServer, init_pg_template  # noqa: E402
+from tests.fixtures.redis_server import start_redis  # noqa: E402
+from tests.fixtures.servers import DbStack, running_db_stack  # noqa: E402
+from tests.support.local_servers import CHILD_PYTHONPATH, STACK_PASSWORDS  # noqa: E402
 
 TARGET_S = 2.0
 NNDB = str(Path(sys.executable).parent / "nndb")
@@ -66,7 +60,7 @@ def scratch_cycle(server: PostgresServer, secret: str, count: int, cwd: Path) ->
 
 
 def measure(tier: DbStack, runs: int, warmup: int) -> int:
-    from tests.integration.hooks_support import run_in_process
+    from tests.support.hooks import run_in_process
 
     logging.getLogger("nexanest_db").setLevel(logging.WARNING)
     run_in_process(tier)

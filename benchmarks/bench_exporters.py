@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
+from tests.fixtures.postgres_server import init_pg_template  # noqa: E402
 from tests.fixtures.prometheus import exported_tier  # noqa: E402
-from tests.fixtures.servers import init_pg_template  # noqa: E402
 
 TARGET_MS = 200.0
 SELF_REPORTED = {

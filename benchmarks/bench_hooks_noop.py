@@ -26,8 +26,12 @@ sys.path.insert(0, str(ROOT))
 from nexanest_db.commands.hookrun import build_context  # noqa: E402
 from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints  # noqa: E402
 from nexanest_db.edge import Resolved  # noqa: E402
-from nexanest_db.plugins.manager import plugin_manager, run_phases  # noqa: E402
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, copy_project, init_pg_template, start_postgres, start_redis  # noqa: E402
+from nexanest_db.hook_manager import plugin_manager, run_phases  # noqa: E402
+from tests.fixtures.postgres_server import init_pg_template, start_postgres  # noqa: E402
+from tests.fixtures.redis_server import start_redis  # noqa: E402
+from tests.fixtures.servers import DbStack  # noqa: E402
+from tests.support.local_servers import STACK_PASSWORDS  # noqa: E402
+from tests.support.project import copy_project  # noqa: E402
 
 TARGET_S = 0.3
 

@@ -34,7 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.servers import CHILD_PYTHONPATH, STACK_PASSWORDS, DbStack, init_pg_template, running_db_stack, start_redis  # noqa: E402
+from tests.fixtures.postgres_server import init_pg_template  # noqa: E402
+from tests.fixtures.redis_server import start_redis  # noqa: E402
+from tests.fixtures.servers import DbStack, running_db_stack  # noqa: E402
+from tests.support.local_servers import CHILD_PYTHONPATH, STACK_PASSWORDS  # noqa: E402
 from tests.support.project import copy_project  # noqa: E402
 
 TARGET_S = 2.0
@@ -75,7 +78,7 @@ def series(argv: list[str], env: dict[str, str], cwd: Path, runs: int, warmup: i
 
 
 def measure(tier: DbStack, repo: Path, runs: int, warmup: int) -> int:
-    from tests.integration.hooks_support import run_in_process
+    from tests.support.hooks import run_in_process
 
     logging.getLogger("nexanest_db").setLevel(logging.WARNING)
     run_in_process(tier)

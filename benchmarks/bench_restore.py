@@ -31,19 +31,14 @@ from nexanest_db.backups import Catalog, find_tool  # noqa: E402
 from nexanest_db.commands.hookrun import build_context  # noqa: E402
 from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints  # noqa: E402
 from nexanest_db.edge import Resolved  # noqa: E402
+from nexanest_db.hook_manager import plugin_manager, run_phases  # noqa: E402
 from nexanest_db.operations import pitr  # noqa: E402
 from nexanest_db.operations.backup import take_and_verify  # noqa: E402
 from nexanest_db.operations.restore import restore_service  # noqa: E402
-from nexanest_db.plugins.manager import plugin_manager, run_phases  # noqa: E402
-from tests.fixtures.servers import (  # noqa: E402
-    PG_MAJOR,
-    STACK_PASSWORDS,
-    _owned_tempdir,
-    copy_project,
-    init_pg_template,
-    start_postgres,
-    start_redis,
-)
+from tests.fixtures.postgres_server import PG_MAJOR, init_pg_template, start_postgres  # noqa: E402
+from tests.fixtures.redis_server import start_redis  # noqa: E402
+from tests.support.local_servers import STACK_PASSWORDS, owned_tempdir  # noqa: E402
+from tests.support.project import copy_project  # noqa: E402
 
 TARGET = 1.3
 
@@ -65,7 +60,7 @@ def main() -> int:
     timescale = start_postgres(template, password=STACK_PASSWORDS["TIMESCALE_PASSWORD"])
     redis = start_redis(password=STACK_PASSWORDS["REDIS_PASSWORD"])
     work = Path(tempfile.mkdtemp(prefix="nndb-bench-restore-"))
-    scratch = _owned_tempdir("nndb-bench-pitr-")
+    scratch = owned_tempdir("nndb-bench-pitr-")
     repo = None
     try:
         project = copy_project(work / "project")

@@ -24,7 +24,7 @@ File format, version 1 (all integers big-endian)::
 
 Decryption hands out a chunk's plaintext only after its tag checked out; the caller learns about a
 missing tail only at the end, so consumers that must not act on a truncated stream (pg_restore)
-abort on ``DecryptionError``.
+abort on ``DecryptionError`` (``nexanest_db.errors``).
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from nexanest_db.errors import AuthenticationError, KeyMismatchError, NotEncryptedError
 
 MAGIC = b"NNDBENC\n"
 FORMAT_VERSION = 1
@@ -58,31 +61,6 @@ _MAX_CHUNKS = 1 << 32
 
 class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
-
-
-class DecryptionError(ValueError):
-    """A file cannot be decrypted; ``str()`` is one line without key material."""
-
-
-class NotEncryptedError(DecryptionError):
-    """The file does not start with an nndb encryption header (or one of an unknown version)."""
-
-
-class KeyMismatchError(DecryptionError):
-    """The file was encrypted with another key (its key id differs from the current key's)."""
-
-    def __init__(self, file_key_id: str, current_key_id: str) -> None:
-        self.file_key_id = file_key_id
-        self.current_key_id = current_key_id
-        super().__init__(f"encrypted with a different key (key id {file_key_id}; the current key's id is {current_key_id})")
-
-
-class AuthenticationError(DecryptionError):
-    """A chunk failed authentication: the file was altered, truncated, reordered or extended."""
-
-    def __init__(self, chunk: int, why: str = "") -> None:
-        self.chunk = chunk
-        super().__init__(f"authentication failed at chunk {chunk}" + (f" ({why})" if why else ""))
 
 
 @dataclass(frozen=True)
@@ -188,7 +166,7 @@ class Encryptor:
     def __enter__(self) -> Encryptor:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
 

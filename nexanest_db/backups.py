@@ -32,20 +32,23 @@ import secrets
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import IO, TypeVar
 
 import psycopg
 
-from nexanest_db.backup_crypto import BackupKey, DecryptionError, Encryptor, KeyMismatchError, decrypt_chunks
+from nexanest_db.backup_crypto import BackupKey, Encryptor, decrypt_chunks
 from nexanest_db.config import BackupPolicy, HostPort
-from nexanest_db.errors import BackupError
+from nexanest_db.errors import BackupError, DecryptionError, KeyMismatchError
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.repository import bound, pull, push
 from nexanest_db.roles import ServiceRoles
+
+T = TypeVar("T")
 
 CATALOG = "catalog.json"
 CATALOG_VERSION = 2  # 2: backups carry ``encrypted`` and ``key_id`` (version 1 entries read as unencrypted)
@@ -202,7 +205,7 @@ def disk_error(path: Path, exc: OSError, what: str) -> str:
     return f"{path}: {what}: {reason}; free space or fix the directory (or set --backup-dir / NNDB_BACKUP_DIR), then run again"
 
 
-def _checked(kind: type, value: object, where: str):
+def _checked(kind: type[T], value: object, where: str) -> T:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: expected an object")
     try:
@@ -346,7 +349,7 @@ def _run_tool(argv: list[str], target: PgTarget, what: str) -> None:
 class _StderrDrain:
     """Collects a child's stderr on a thread (in memory), so a full stderr pipe never blocks the stdin/stdout stream."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._chunks: list[bytes] = []
         self._thread = threading.Thread(target=lambda: self._chunks.extend(iter(lambda: stream.read(4096), b"")), daemon=True)
         self._thread.start()
@@ -360,7 +363,7 @@ class _StderrDrain:
 class _HashingWriter:
     """Writes to ``sink`` and keeps the sha256 and size of what went through (the encrypted bytes on disk)."""
 
-    def __init__(self, sink) -> None:
+    def __init__(self, sink: IO[bytes]) -> None:
         self._sink = sink
         self.digest = hashlib.sha256()
         self.size = 0
@@ -453,7 +456,7 @@ def _restore_decrypted(argv: list[str], target: PgTarget, path: Path, key: Backu
 
 def _row_counts(conn: psycopg.Connection, sql_dir: Path) -> dict[str, int]:
     counts = {}
-    for schema, table in conn.execute(load_query(sql_dir, "backup-tables")).fetchall():  # type: ignore[arg-type]
+    for schema, table in conn.execute(load_query(sql_dir, "backup-tables")).fetchall():
         row = conn.execute(compose_query(sql_dir, "count-rows", table=(schema, table))).fetchone()
         counts[f"{schema}.{table}"] = int(row[0]) if row else 0
     return counts
@@ -487,8 +490,8 @@ def take_backup(
     except OSError as exc:
         raise BackupError(disk_error(path.parent, exc, "cannot create the backup directory")) from None
     with conn.transaction():
-        conn.execute(load_query(sql_dir, "snapshot-export"))  # type: ignore[arg-type]
-        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        conn.execute(load_query(sql_dir, "snapshot-export"))
+        row = conn.execute(load_query(sql_dir, "snapshot-id")).fetchone()
         snapshot = row[0] if row else ""
         counts = _row_counts(conn, sql_dir)
         argv = [pg_dump, "--format=custom", f"--snapshot={snapshot}", *target.argv(service.database)]  # the archive goes to stdout
@@ -520,7 +523,7 @@ def verify_backup(
     target: PgTarget,
     pg_restore: str,
     sql_dir: Path,
-    connect_scratch,
+    connect_scratch: Callable[[str], psycopg.Connection],
     key: BackupKey | None,
 ) -> str:
     """Restore ``record`` into a scratch database and compare row counts; return a summary or raise BackupError.
@@ -547,10 +550,10 @@ def verify_backup(
     maintenance.execute(compose_query(sql_dir, "scratch-create", database=scratch))
     try:
         # TimescaleDB: pre_restore before and post_restore after pg_restore, where the instance runs it.
-        row = maintenance.execute(load_query(sql_dir, "timescaledb-preloaded")).fetchone()  # type: ignore[arg-type]
+        row = maintenance.execute(load_query(sql_dir, "timescaledb-preloaded")).fetchone()
         if row and row[0]:
             with connect_scratch(scratch) as conn:
-                conn.execute(load_query(sql_dir, "timescaledb-restore-begin"))  # type: ignore[arg-type]
+                conn.execute(load_query(sql_dir, "timescaledb-restore-begin"))
         what = f"restore of {record.subject} backup {record.id} into scratch database {scratch}"
         argv = [pg_restore, "--exit-on-error", "--single-transaction", *target.argv(scratch)]
         if key is not None and record.encrypted:
@@ -558,7 +561,7 @@ def verify_backup(
         else:
             _run_tool([*argv, str(path)], target, what)
         with connect_scratch(scratch) as conn:
-            conn.execute(load_query(sql_dir, "timescaledb-restore-end"))  # type: ignore[arg-type]
+            conn.execute(load_query(sql_dir, "timescaledb-restore-end"))
             restored = _row_counts(conn, sql_dir)
     finally:
         maintenance.execute(compose_query(sql_dir, "scratch-drop", database=scratch))
@@ -643,7 +646,7 @@ def clean_leftovers(catalog: Catalog, instances: Mapping[str, psycopg.Connection
 
 def drop_leftover_scratch_databases(maintenance: psycopg.Connection, sql_dir: Path) -> list[str]:
     """Drop ``nndb_verify_*`` databases nobody is connected to (a verification killed before its cleanup)."""
-    rows = maintenance.execute(load_query(sql_dir, "scratch-leftovers")).fetchall()  # type: ignore[arg-type]
+    rows = maintenance.execute(load_query(sql_dir, "scratch-leftovers")).fetchall()
     dropped = []
     for (name,) in rows:
         maintenance.execute(compose_query(sql_dir, "scratch-drop", database=name))

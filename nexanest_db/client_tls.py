@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nexanest_db.secrets.catalogue import CA_SECRET  # noqa: F401 -- re-exported: the steps and the context import it from here
 
@@ -31,7 +32,7 @@ class ClientTls:
     def connect_kwargs(self) -> dict[str, str]:
         return {"sslmode": self.sslmode, "sslrootcert": str(self.rootcert)}
 
-    def redis_kwargs(self) -> dict[str, object]:
+    def redis_kwargs(self) -> dict[str, Any]:
         """redis-py's TLS arguments: always verify the chain; check the host name only for ``verify-full``."""
         return {
             "ssl": True,

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from nexanest_db.errors import ConfigError
+from nexanest_db.errors import ConfigError, and_more
 
 STACKS: tuple[str, ...] = ("local-db", "dev-db", "staging-db", "prod-db")
 # A service name becomes role names (<name>_migrator: 63 characters at most), a Redis ACL user, the folders
@@ -821,9 +821,7 @@ def _one_line(source: Path, err: ValidationError) -> str:
     elif first["type"] == "missing":
         msg = "required field is missing"
     where = f"{source}: {loc}" if loc else str(source)
-    more = len(err.errors()) - 1
-    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {msg}{tail}"
+    return f"{where}: {msg}{and_more(err.errors(), noun='problem')}"
 
 
 def config_file_for(stack: str, config_dir: Path) -> Path:

@@ -26,8 +26,8 @@ def set_primary(stack: str, config_dir: Path, *, instance: str, node: str) -> Pa
     except (OSError, TOMLKitError) as exc:
         raise ConfigError(f"{path}: cannot edit it ({exc}); set [replication.{instance}] primary = {node!r} by hand") from None
     replication = document.setdefault("replication", tomlkit.table())
-    table = replication.setdefault(instance, tomlkit.table())  # type: ignore[union-attr]
-    table["primary"] = node  # type: ignore[index]
+    table = replication.setdefault(instance, tomlkit.table())
+    table["primary"] = node
     text = tomlkit.dumps(document)
     directory = path.parent
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)

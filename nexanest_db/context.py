@@ -81,6 +81,7 @@ class HookContext:
     def postgres(self) -> PostgresSessions:
         """Superuser sessions per (instance, database); the first one per instance takes the run lock."""
         return PostgresSessions(
+            sql_dir=self.paths.sql_dir,
             config=self.config,
             endpoints_for=self.endpoints.for_instance,
             password_for=self.password,

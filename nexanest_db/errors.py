@@ -10,7 +10,21 @@ Exit codes: 1 a bug, 2 configuration or command-line usage, 3 secrets, 4 connect
 server that stopped answering), 5 migration or run lock, 6 hook, 7 backup, 8 destroy refused,
 9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 14 backup schedule missing or late, 15 failover refused or stopped,
 17 Swarm hand-off incomplete (``nndb swarm secrets``), 130 interrupted.
+A hook run that stops (``RunFailed``) exits with the code of the step's own error: a migration's 5,
+a lost server's 4, 6 for a plugin bug or a plugin that does not fit the hook specs.
+
+The pieces of a message that many errors share are written once, here: ``and_more`` (the "(and N
+more)" ending of a message that shows only its first problem) and the TLS hints (``tls_not_signed``,
+``tls_wrong_name``, ``TLS_REQUIRED_HINT``), and the short listing ``first_few``.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only a type: the manager's report; errors.py imports nothing of the tool at run time
+    from nexanest_db.hook_manager import RunReport
 
 BUG_EXIT_CODE = 1
 
@@ -54,16 +68,74 @@ class MigrationError(NndbError):
     exit_code = 5
 
 
+class RunLockTimeout(MigrationError):
+    """Another nndb run held the run lock (``nexanest_db.pg``) for longer than the lock timeout."""
+
+
 class HookError(NndbError):
     """A post-apply hook step failed; names the plugin and the hook."""
 
     exit_code = 6
 
 
+class StepFailed(HookError):
+    """A step of a step file (``nexanest_db.sqlfiles``) failed on the server; the message names file, line and step."""
+
+
+class PluginsMissing(HookError):
+    """The built-in hook steps are not among the installed entry points (stale metadata): reinstall."""
+
+
+class PluginInvalid(HookError):
+    """A plugin does not fit the hook specs (a misspelled hook, an argument no hook passes)."""
+
+
+class RunFailed(HookError):
+    """A hook run stopped at a failed step; ``report`` holds what the earlier steps changed before it.
+
+    ``step_error`` is the step's own error (a plugin bug or a bad return value: a ``HookError``); the
+    run exits with its code, so a failed migration is still 5 and a lost server 4.
+    """
+
+    def __init__(self, message: str, *, report: RunReport, step_error: NndbError) -> None:
+        super().__init__(message)
+        self.report = report
+        self.step_error = step_error
+        self.exit_code = step_error.exit_code
+
+
 class BackupError(NndbError):
     """Taking, listing or verifying a backup failed."""
 
     exit_code = 7
+
+
+class DecryptionError(BackupError):
+    """A backup file cannot be decrypted (``nexanest_db.backup_crypto``); ``str()`` is one line without key material.
+
+    Callers name the file and say what to do (verify: a ``BackupError``, restore: a ``RestoreError``).
+    """
+
+
+class NotEncryptedError(DecryptionError):
+    """The file does not start with an nndb encryption header (or one of an unknown version)."""
+
+
+class KeyMismatchError(DecryptionError):
+    """The file was encrypted with another key (its key id differs from the current key's)."""
+
+    def __init__(self, file_key_id: str, current_key_id: str) -> None:
+        self.file_key_id = file_key_id
+        self.current_key_id = current_key_id
+        super().__init__(f"encrypted with a different key (key id {file_key_id}; the current key's id is {current_key_id})")
+
+
+class AuthenticationError(DecryptionError):
+    """A chunk of an encrypted backup failed authentication: the file was altered, truncated, reordered or extended."""
+
+    def __init__(self, chunk: int, why: str = "") -> None:
+        self.chunk = chunk
+        super().__init__(f"authentication failed at chunk {chunk}" + (f" ({why})" if why else ""))
 
 
 class DestroyRefused(NndbError):
@@ -119,3 +191,41 @@ class SwarmError(NndbError):
     missing there, or a service still mounts an older generation (``nndb swarm secrets``)."""
 
     exit_code = 17
+
+
+# --- message pieces shared by many errors ---------------------------------------------------------
+
+
+def and_more(problems: Sequence[object], *, shown: int = 1, noun: str = "", then: str = "") -> str:
+    """The ending of a message that shows ``shown`` of ``problems``: `` (and 2 more)``, or ``""`` when none is left out.
+
+    ``noun`` names what is left out (``problem`` -> ``(and 1 more problem)``, ``(and 2 more problems)``);
+    ``then`` follows after a semicolon (``(and 2 more; `nndb migrate status` lists them)``).
+    """
+    more = len(problems) - shown
+    if more <= 0:
+        return ""
+    what = f" {noun}{'s' if more > 1 else ''}" if noun else ""
+    return f" (and {more} more{what}{f'; {then}' if then else ''})"
+
+
+def first_few(items: Sequence[str], limit: int) -> str:
+    """The first ``limit`` of ``items`` joined by commas, then `` and N more`` when some are left out."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def tls_not_signed(where: str, ca_location: str | None) -> str:
+    """A server certificate the client's CA bundle does not verify."""
+    return (
+        f"{where}: TLS certificate verification failed; the server certificate is not signed by the CA bundle "
+        f"in {ca_location} (check that bundle and the server's certificate)"
+    )
+
+
+def tls_wrong_name(where: str, host: str) -> str:
+    """A server certificate that does not name the host the client connected to."""
+    return f"{where}: TLS: the server certificate does not name {host}; give the certificate a SAN for the endpoint host (or connect by a name it has)"
+
+
+TLS_REQUIRED_HINT = "if the server requires TLS, set [tls] enabled = true in the environment's config"

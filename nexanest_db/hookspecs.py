@@ -13,7 +13,8 @@ After ``cdktf deploy <stack>`` applies, the stack's ``terraform_data`` resource 
 Why one hook per phase: pluggy calls the implementations of ONE hook last-registered-first, so
 the order between plugins of the same hook depends on who registered when. Phases are separate
 hooks, called one after the other, so the order above never depends on registration. Within a
-phase, implementations must therefore be independent of each other.
+phase the runner calls the implementations by plugin name, Z to A (``nexanest_db.hook_manager``),
+and they must be independent of each other.
 
 Writing a plugin (a third-party one is registered exactly like the built-ins)::
 

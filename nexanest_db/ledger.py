@@ -72,7 +72,7 @@ class ServicePlan:
 
 def read_ledger(conn: psycopg.Connection, service: str, sql_dir: Path) -> tuple[bool, dict[int, LedgerRow]]:
     """(ledger exists, applied rows by version) for ``service`` in the connected database."""
-    row = conn.execute("SELECT to_regclass('nndb.schema_migrations') IS NOT NULL").fetchone()
+    row = conn.execute(load_query(sql_dir, "ledger-exists")).fetchone()
     if not row or not row[0]:
         return False, {}
     rows = conn.execute(load_query(sql_dir, "ledger-applied"), {"service": service}).fetchall()
@@ -152,7 +152,7 @@ class MigrationApplier:
 
     def _open_sandbox(self, password: str) -> None:
         roles = self._roles
-        row = self._admin.execute(sql.SQL("SELECT (now() + {}::interval)::text").format(sql.Literal(MIGRATOR_LOGIN_VALID))).fetchone()
+        row = self._admin.execute(load_query(self._sql_dir, "migrator-valid-until"), {"valid": MIGRATOR_LOGIN_VALID}).fetchone()
         valid_until = row[0] if row else None
         verifier = scram.build(password)
         statement = sql.SQL(load_query(self._sql_dir, "migrator-open")).format(
@@ -194,7 +194,7 @@ class MigrationApplier:
             cursor.execute(self._begin)
             for statement in migration.statements:
                 try:
-                    cursor.execute(statement.text)  # type: ignore[arg-type]  # file text, no parameters
+                    cursor.execute(statement.text)  # file text, no parameters
                 except psycopg.Error as exc:
                     if self._server_gone(exc):
                         raise  # not the file's fault: the run reports the server, exit 4

@@ -24,21 +24,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import RV, PQGen
 
 from nexanest_db import scram
 from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import EnvironmentConfig, HostPort
-from nexanest_db.errors import ConnectionFailed, MigrationError
+from nexanest_db.errors import TLS_REQUIRED_HINT, ConnectionFailed, RunLockTimeout, tls_not_signed, tls_wrong_name
+from nexanest_db.queries import load_query
 from nexanest_db.roles import SUPERUSER_SECRETS
 
 MAINTENANCE_DB = "postgres"
 APPLICATION_NAME = "nndb"
 # pg_advisory_lock(classid, objid): 'nndb' as an int4, then 1 = "hooks run". Documented in docs/hooks.md.
 RUN_LOCK_KEY = (0x6E6E6462, 1)
+RUN_LOCK = {"classid": RUN_LOCK_KEY[0], "objid": RUN_LOCK_KEY[1]}  # the parameters of sql/queries/run-lock-*.sql
 REQUIRED_MAJOR = 15
 
 
@@ -56,7 +61,7 @@ class DeadlineConnection(psycopg.Connection):
     deadline_s: float | None = None
     where: str = "the server"
 
-    def wait(self, gen, interval=0.1, timeout=None):  # type: ignore[no-untyped-def,override]
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         try:
             return super().wait(gen, interval, timeout if timeout is not None else self.deadline_s)
         except psycopg.errors._WaitTimeout:
@@ -67,7 +72,7 @@ class DeadlineConnection(psycopg.Connection):
             ) from None
 
 
-def session_options(statement_timeout_s: float) -> dict[str, object]:
+def session_options(statement_timeout_s: float) -> dict[str, Any]:
     """libpq options every nndb session gets: TCP keepalives (a dead peer is noticed) and the server-side timeout."""
     return {
         "keepalives": 1,
@@ -79,8 +84,40 @@ def session_options(statement_timeout_s: float) -> dict[str, object]:
     }
 
 
-class RunLockTimeout(MigrationError):
-    """Another nndb run held the run lock for longer than the lock timeout."""
+def open_session(
+    *,
+    endpoint: HostPort,
+    database: str,
+    user: str,
+    password: str,
+    connect_timeout_s: float,
+    application_name: str = APPLICATION_NAME,
+    tls_kwargs: Mapping[str, str] | None = None,
+    statement_timeout_s: float | None = None,
+    where: str | None = None,
+) -> psycopg.Connection:
+    """The one way nndb opens a PostgreSQL session (autocommit): the run's sessions, scratch restores, failover nodes, PITR.
+
+    With ``statement_timeout_s`` the session also gets TCP keepalives, the server-side statement
+    timeout and a client deadline (``DeadlineConnection``, naming ``where`` when it expires); without it, libpq's defaults after connecting.
+    Raises ``psycopg.OperationalError`` as libpq reports it: callers word it for their command.
+    """
+    params: dict[str, Any] = {
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "dbname": database,
+        "user": user,
+        "password": password,
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "application_name": application_name,
+        **(tls_kwargs or {}),
+    }
+    if statement_timeout_s is None:
+        return psycopg.connect(autocommit=True, **params)
+    conn = DeadlineConnection.connect(autocommit=True, **params, **session_options(statement_timeout_s))
+    conn.deadline_s = statement_timeout_s + CLIENT_GRACE_S
+    conn.where = where or f"{endpoint.host}:{endpoint.port}"
+    return conn
 
 
 def is_auth_failure(exc: psycopg.OperationalError) -> bool:
@@ -101,17 +138,11 @@ def describe_connect_error(
     text = str(exc).strip()
     where = f"{instance} at {endpoint.host}:{endpoint.port}"
     if tls_hint is not None and "certificate verify failed" in text:
-        return (
-            f"{where}: TLS certificate verification failed; the server certificate is not signed by the CA bundle "
-            f"in {tls_hint} (check that bundle and the server's certificate)"
-        )
+        return tls_not_signed(where, tls_hint)
     if tls_hint is not None and "does not match host name" in text:
-        return (
-            f"{where}: TLS: the server certificate does not name {endpoint.host}; "
-            "give the certificate a SAN for the endpoint host (or connect by a name it has)"
-        )
+        return tls_wrong_name(where, endpoint.host)
     if "no pg_hba.conf entry" in text or "pg_hba.conf rejects connection" in text:
-        tail = "" if tls_hint is not None else "; if the server requires TLS, set [tls] enabled = true in the environment's config"
+        tail = "" if tls_hint is not None else f"; {TLS_REQUIRED_HINT}"
         return f"{where}: refused by the server's pg_hba.conf for user {user}{tail}"
     if "password authentication failed" in text:
         return f"{where}: password authentication failed for user {user}; check {secret_hint}"
@@ -132,6 +163,7 @@ class PostgresSessions:
         self,
         *,
         config: EnvironmentConfig,
+        sql_dir: Path,
         endpoints_for: Callable[[str], HostPort],
         password_for: Callable[[str], str],
         secret_hint: Callable[[str], str],
@@ -146,6 +178,7 @@ class PostgresSessions:
         statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     ) -> None:
         self._config = config
+        self._sql_dir = sql_dir
         self.statement_timeout_s = statement_timeout_s
         self._tls = tls
         self._tls_hint = tls_hint
@@ -199,7 +232,7 @@ class PostgresSessions:
         return rotations
 
     def database_exists(self, instance: str, database: str) -> bool:
-        row = self.connect(instance).execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = %s)", (database,)).fetchone()
+        row = self.connect(instance).execute(load_query(self._sql_dir, "database-exists"), {"database": database}).fetchone()
         return bool(row and row[0])
 
     def server_version(self, instance: str) -> int:
@@ -207,21 +240,16 @@ class PostgresSessions:
 
     def _login(self, instance: str, database: str, password: str, user: str | None = None) -> psycopg.Connection:
         endpoint = self._endpoint(instance)
-        conn = DeadlineConnection.connect(
-            host=endpoint.host,
-            port=endpoint.port,
-            dbname=database,
+        return open_session(
+            endpoint=endpoint,
+            database=database,
             user=user or self.superuser(instance),
             password=password,
-            connect_timeout=max(1, round(self.connect_timeout_s)),
-            application_name=APPLICATION_NAME,
-            autocommit=True,
-            **session_options(self.statement_timeout_s),
-            **self.tls_kwargs(),
+            connect_timeout_s=self.connect_timeout_s,
+            tls_kwargs=self.tls_kwargs(),
+            statement_timeout_s=self.statement_timeout_s,
+            where=f"{instance} at {endpoint.host}:{endpoint.port}",
         )
-        conn.deadline_s = self.statement_timeout_s + CLIENT_GRACE_S
-        conn.where = f"{instance} at {endpoint.host}:{endpoint.port}"
-        return conn
 
     def login_as(self, instance: str, database: str, *, user: str, password: str) -> psycopg.Connection:
         """A new (uncached) autocommit session of ``user`` — the migrator of a service; no run lock, no rotation."""
@@ -297,11 +325,15 @@ class PostgresSessions:
         try:
             self._check_version(instance, old)
             self._take_run_lock(instance, old)
-            row = old.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,)).fetchone()
+            row = old.execute(load_query(self._sql_dir, "role-password"), {"role": user}).fetchone()
             if not scram.verifies(current, row[0] if row else None):  # else a concurrent run rotated it while we waited
                 # A verifier computed here, never the plaintext: the statement may reach the server log.
                 verifier = scram.build(current)
-                old.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier)))
+                old.execute(
+                    sql.SQL(load_query(self._sql_dir, "role-set-password")).format(
+                        role=sql.Identifier(user), verifier=sql.Literal(verifier)
+                    )
+                )
                 self._rotations.append((instance, user))
                 self._logger.debug("%s: logged in as %s with the previous credential, set the current one", instance, user)
             conn = self._open(instance, MAINTENANCE_DB)  # proves the current secret works
@@ -335,7 +367,7 @@ class PostgresSessions:
         deadline = time.monotonic() + self.lock_timeout_s
         announced = False
         while True:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK_KEY).fetchone()
+            row = conn.execute(load_query(self._sql_dir, "run-lock-take"), RUN_LOCK).fetchone()
             if row and row[0]:
                 return
             holder = self._lock_holder(conn)
@@ -352,13 +384,8 @@ class PostgresSessions:
                 announced = True
             time.sleep(0.1)
 
-    @staticmethod
-    def _lock_holder(conn: psycopg.Connection) -> str:
-        row = conn.execute(
-            """SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-               WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted LIMIT 1""",
-            RUN_LOCK_KEY,
-        ).fetchone()
+    def _lock_holder(self, conn: psycopg.Connection) -> str:
+        row = conn.execute(load_query(self._sql_dir, "run-lock-holder"), RUN_LOCK).fetchone()
         if not row:
             return "holder unknown"
         pid, addr, since = row

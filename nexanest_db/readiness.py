@@ -40,7 +40,8 @@ LOG_LINES = 4
 class EngineView(Protocol):
     """What the wait needs from the stack's engine (``nexanest_db.engine.Engine``)."""
 
-    description: str
+    @property
+    def description(self) -> str: ...  # read-only: Engine is a frozen dataclass
 
     def state(self, name: str) -> ContainerState | None: ...
 

@@ -8,7 +8,7 @@ from redis.retry import Retry
 
 from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import HostPort
-from nexanest_db.errors import ConnectionFailed
+from nexanest_db.errors import TLS_REQUIRED_HINT, ConnectionFailed, tls_not_signed, tls_wrong_name
 
 
 def connect_redis(
@@ -50,20 +50,11 @@ def connect_redis(
         text = str(exc)
         if tls is not None and "certificate verify failed" in text:
             if "mismatch" in text:  # OpenSSL: "Hostname mismatch" / "IP address mismatch"
-                raise ConnectionFailed(
-                    f"{where}: TLS: the server certificate does not name {endpoint.host}; "
-                    "give the certificate a SAN for the endpoint host (or connect by a name it has)"
-                ) from None
-            raise ConnectionFailed(
-                f"{where}: TLS certificate verification failed; the server certificate is not signed by the CA bundle "
-                f"in {tls_hint} (check that bundle and the server's certificate)"
-            ) from None
+                raise ConnectionFailed(tls_wrong_name(where, endpoint.host)) from None
+            raise ConnectionFailed(tls_not_signed(where, tls_hint)) from None
         if tls is None and ("closed by server" in text.lower() or "reset by peer" in text.lower()):
             # A TLS-only server (port 0, tls-port) drops a plain client's first command.
-            raise ConnectionFailed(
-                f"{where}: the server dropped the plain connection; if the server requires TLS, "
-                "set [tls] enabled = true in the environment's config"
-            ) from None
+            raise ConnectionFailed(f"{where}: the server dropped the plain connection; {TLS_REQUIRED_HINT}") from None
         reason = "connection refused" if "refused" in text.lower() else (text.splitlines() or ["connection failed"])[0]
         raise ConnectionFailed(
             f"{where}: {reason}; is the server up and published on that port? (check REDIS_HOST/REDIS_PORT or DB_HOST)"

@@ -26,14 +26,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from nexanest_db.errors import ConfigError, NndbError
+from nexanest_db.errors import ConfigError, StepFailed
 
 _STEP = re.compile(r"^--\s*step:\s*(?P<title>.+?)\s*$")
 _RUN_IF = re.compile(r"^--\s*run-if:\s*(?P<query>.+?)\s*$")
-
-
-class StepFailed(NndbError):
-    """A step's SQL failed; the message names file, line and step."""
 
 
 @dataclass(frozen=True, kw_only=True)

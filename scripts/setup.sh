@@ -65,7 +65,7 @@ fi
 stamp=.venv/.nndb-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
   log "installing Python packages (pinned: pyproject.toml + constraints.txt)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' || die "pip install failed (see above)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]' || die "pip install failed (see above)"
   touch "$stamp"
 fi
 

@@ -31,6 +31,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "[test] ruff"
 ruff check --output-format concise .
 ruff format --check . >/dev/null || { ruff format --check .; exit 1; }
+echo "[test] mypy"
+mypy  # nexanest_db/ and tests/support/, configured in pyproject.toml [tool.mypy]
 
 rm -f benchmarks/out/e2e-timings.txt
 status=0

@@ -18,7 +18,7 @@ from nexanest_db.commands.output import console
 from nexanest_db.config import BackupRepository
 from nexanest_db.context import HookContext
 from nexanest_db.errors import ConfigError
-from nexanest_db.plugins.manager import parse_disabled
+from nexanest_db.hook_manager import parse_disabled
 from nexanest_db.repository import SshRepository, bind
 
 LOGGER_NAME = "nexanest_db.hooks"

@@ -21,8 +21,9 @@ from nexanest_db.commands.hookrun import (
 )
 from nexanest_db.commands.output import set_result
 from nexanest_db.commands.progress import Steps
+from nexanest_db.errors import RunFailed
+from nexanest_db.hook_manager import StepOutcome, plugin_manager, plugin_table, run_phases
 from nexanest_db.hookspecs import PHASE_HOOKS
-from nexanest_db.plugins.manager import RunFailed, StepOutcome, plugin_manager, plugin_table, run_phases
 
 app = typer.Typer(help="Post-apply hooks: init SQL, schemas and migrations, permissions, backup registration.", no_args_is_help=True)
 

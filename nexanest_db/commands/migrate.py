@@ -28,7 +28,7 @@ from nexanest_db.commands.hooks import (
     run_hooks_command,
 )
 from nexanest_db.commands.output import set_result
-from nexanest_db.errors import ConfigError, MigrationError
+from nexanest_db.errors import ConfigError, MigrationError, and_more
 from nexanest_db.ledger import ServicePlan
 from nexanest_db.operations.migration_scaffold import new_migration
 from nexanest_db.operations.migrations import plan_service
@@ -125,7 +125,7 @@ def status(
     summary = "up to date" if pending == 0 else f"{pending} pending"
     console.print(f"migrate: {applied} applied, {summary}", markup=False)
     if problems:
-        raise MigrationError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        raise MigrationError(problems[0] + and_more(problems))
     if exit_code and pending:
         first = next(f"{p.roles.service} {m.label}" for p in plans for m in p.pending)
         raise MigrationError(f"{pending} migration(s) pending, first {first}; apply them with `nndb migrate apply {stack}` or a deploy")

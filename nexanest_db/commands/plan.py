@@ -24,7 +24,7 @@ from nexanest_db.commands.hookrun import backup_dir_for, configure_logging
 from nexanest_db.commands.hooks import AsJson, ConnectTimeout, ProjectDir, Stack
 from nexanest_db.commands.output import set_result
 from nexanest_db.context import HookContext
-from nexanest_db.errors import NndbError, SecretsError, UsageError
+from nexanest_db.errors import NndbError, SecretsError, UsageError, first_few
 from nexanest_db.operations.infra_changes import InfraChanges
 from nexanest_db.operations.plan import (
     SCHEMA_VERSION,
@@ -114,8 +114,7 @@ def _database_lines(databases: DatabasePlan) -> list[str]:
     if databases.unreachable:
         lines.append(f"Not computed for {', '.join(databases.unreachable)}: not reachable.")
     for name, objects in databases.privileges.items():
-        shown = ", ".join(objects[:8]) + (f" and {len(objects) - 8} more" if len(objects) > 8 else "")
-        lines.append(f"- privileges of **{name}** change on: {shown}")
+        lines.append(f"- privileges of **{name}** change on: {first_few(objects, 8)}")
     if databases.statements:
         lines += ["", "| subject | step |", "| --- | --- |"]
         lines += [f"| {s.subject} | {s.step} |" for s in databases.statements]

@@ -13,7 +13,7 @@ from nexanest_db.backups import Catalog
 from nexanest_db.commands.common import resolve
 from nexanest_db.commands.hookrun import backup_dir_for, console
 from nexanest_db.commands.hooks import BackupDir, ProjectDir, Stack
-from nexanest_db.errors import ScheduleError
+from nexanest_db.errors import ScheduleError, and_more
 from nexanest_db.operations.schedule import CRON_DIR, CronEntry, check_cron, install_cron
 
 app = typer.Typer(help="The backup schedule on this host: install the cron entry, check that it is current and runs.", no_args_is_help=True)
@@ -80,7 +80,5 @@ def check(
     for problem in problems:
         console.print(f"  x {problem}", markup=False)
     if problems:
-        raise ScheduleError(
-            f"backup schedule of {stack}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-        )
+        raise ScheduleError(f"backup schedule of {stack}: {problems[0]}{and_more(problems)}")
     console.print(f"schedule: {entry.file(cron_dir)} is current and its last scheduled run succeeded", markup=False)

@@ -34,7 +34,7 @@ import redis
 
 from nexanest_db import scram
 from nexanest_db.context import HookContext
-from nexanest_db.errors import ConfigError, ConnectionFailed, MigrationError, NndbError
+from nexanest_db.errors import ConfigError, ConnectionFailed, MigrationError, NndbError, StepFailed
 from nexanest_db.ledger import MigrationApplier, make_plan, read_ledger
 from nexanest_db.migration_files import discover
 from nexanest_db.monitoring import MONITOR_SECRETS, load_identities
@@ -57,7 +57,7 @@ from nexanest_db.queries import compose_query, load_query
 from nexanest_db.redis_session import acl_user
 from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
 from nexanest_db.secrets.catalogue import REPLICATION_SECRETS
-from nexanest_db.sqlfiles import StepFailed, StepValues, load_step_file, one_line, run_steps
+from nexanest_db.sqlfiles import StepValues, load_step_file, one_line, run_steps
 
 SCHEMA_STEPS = "init/02-apply-schemas.sql"
 LEDGER_STEPS = "ledger/01-create-ledger.sql"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nexanest_db import scram
 from nexanest_db.context import HookContext
+from nexanest_db.queries import load_query
 from nexanest_db.roles import ServiceRoles
 from nexanest_db.sqlfiles import StepValues
 
@@ -12,7 +13,7 @@ MAINTENANCE_STEP_FILE = "init/00-harden-maintenance.sql"
 
 
 def _verifier(context: HookContext, service: ServiceRoles, role: str, secret: str) -> str:
-    row = context.pg(service.instance).execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    row = context.pg(service.instance).execute(load_query(context.paths.sql_dir, "role-password"), {"role": role}).fetchone()
     return scram.current_verifier(context.password(secret), row[0] if row else None)
 
 

@@ -33,8 +33,11 @@ from pathlib import Path
 import psycopg
 
 from nexanest_db import scram
+from nexanest_db.config import HostPort
 from nexanest_db.context import HookContext
 from nexanest_db.errors import PitrError
+from nexanest_db.pg import MAINTENANCE_DB, open_session
+from nexanest_db.queries import load_query
 from nexanest_db.roles import REPLICATION_ROLE, SUPERUSER_SECRETS, postgres_instances
 from nexanest_db.secrets.catalogue import REPLICATION_SECRETS
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
@@ -140,7 +143,7 @@ def ensure_replication_roles(context: HookContext) -> list[str]:
     changed = []
     for instance in postgres_instances(context.config):
         conn = context.pg(instance)
-        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (REPLICATION_ROLE,)).fetchone()
+        row = conn.execute(load_query(context.paths.sql_dir, "role-password"), {"role": REPLICATION_ROLE}).fetchone()
         verifier = scram.current_verifier(context.password(REPLICATION_SECRETS[instance]), row[0] if row else None)
         values = StepValues(identifiers={"replication_role": REPLICATION_ROLE}, literals={"replication_password": verifier})
         changed += [f"{instance}: {title}" for title in run_steps(conn, steps, values)]
@@ -169,7 +172,7 @@ def setup(context: HookContext, repo: Repository) -> list[str]:
     done = ensure_replication_roles(context)
     write_config(context, repo)
     for instance in postgres_instances(context.config):
-        row = context.pg(instance).execute("SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s)", (SLOT_NAME,)).fetchone()
+        row = context.pg(instance).execute(load_query(context.paths.sql_dir, "pitr-slot-exists"), {"slot": SLOT_NAME}).fetchone()
         if not (row and row[0]):
             barman(repo, "receive-wal", "--create-slot", instance)
             done.append(f"{instance}: replication slot {SLOT_NAME} created")
@@ -192,8 +195,8 @@ def switch_wal(context: HookContext, repo: Repository, instance: str, timeout_s:
     CHECKPOINT, so there is always something to switch, then ``pg_switch_wal()``.
     """
     conn = context.pg(instance)
-    conn.execute("CHECKPOINT")
-    row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+    conn.execute(load_query(context.paths.sql_dir, "pitr-checkpoint"))
+    row = conn.execute(load_query(context.paths.sql_dir, "pitr-switch-wal")).fetchone()
     wal = str(row[0]) if row else ""
     xlogdb = repo.home / instance / "wals" / "xlog.db"
     deadline = time.monotonic() + timeout_s
@@ -221,11 +224,7 @@ def wait_streaming(context: HookContext, instance: str, timeout_s: float = 30) -
     """Until the repository's pg_receivewal streams from ``instance`` (barman cron starts it in the background)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        row = (
-            context.pg(instance)
-            .execute("SELECT count(*) FROM pg_stat_replication WHERE usename = %s AND state = 'streaming'", (REPLICATION_ROLE,))
-            .fetchone()
-        )
+        row = context.pg(instance).execute(load_query(context.paths.sql_dir, "pitr-streaming"), {"role": REPLICATION_ROLE}).fetchone()
         if row and row[0]:
             return
         if time.monotonic() > deadline:
@@ -398,15 +397,15 @@ def _wait_promoted(context: HookContext, instance: str, port: int, timeout_s: fl
     last = ""
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(
-                host="127.0.0.1",
-                port=port,
-                dbname="postgres",
+            with open_session(
+                endpoint=HostPort(host="127.0.0.1", port=port),
+                database=MAINTENANCE_DB,
                 user=context.postgres.superuser(instance),
                 password=context.password(SUPERUSER_SECRETS[instance]),
-                connect_timeout=5,
+                connect_timeout_s=5,
+                application_name="nndb-pitr",
             ) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                row = conn.execute(load_query(context.paths.sql_dir, "in-recovery")).fetchone()
                 if row and not row[0]:
                     return
                 last = "still in recovery"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from nexanest_db.errors import PlanFailed, SecretsError, UsageError
+from nexanest_db.errors import PlanFailed, SecretsError, UsageError, first_few
 from nexanest_db.operations.infra_changes import InfraChanges, Verdict, from_plan_json, structural_diff, verdict
 from nexanest_db.operations.plan_databases import DatabasePlan
 from nexanest_db.secrets import SecretStatus
@@ -133,7 +133,7 @@ def overall_verdict(infra: InfraChanges, databases: DatabasePlan, secrets: list[
     if missing and len(missing) == len(secrets) and len(problems) == 1:
         parts.append("secrets not checked (their source is not available here)")
     elif missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = first_few(missing, 5)
         parts.append(f"{len(missing)} secret{'s' if len(missing) != 1 else ''} missing: the deploy would stop ({shown})")
     if not parts:
         return Verdict(level="none", line="no changes")

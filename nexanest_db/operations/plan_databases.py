@@ -109,9 +109,9 @@ class DatabasePlan:
 
 
 @contextmanager
-def _read_only(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+def _read_only(conn: psycopg.Connection, sql_dir: Path) -> Iterator[psycopg.Connection]:
     with conn.transaction():
-        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute(load_query(sql_dir, "transaction-read-only"))
         yield conn
 
 
@@ -137,10 +137,12 @@ def _render(conn: psycopg.Connection, body: str, values: StepValues) -> str:
     return "\n".join(lines)
 
 
-def _due_steps(conn: psycopg.Connection, steps: StepFile, values: StepValues, *, kind: str, subject: str) -> list[PlannedStatement]:
+def _due_steps(
+    conn: psycopg.Connection, steps: StepFile, values: StepValues, *, kind: str, subject: str, sql_dir: Path
+) -> list[PlannedStatement]:
     out = []
     params = values.params()
-    with _read_only(conn):
+    with _read_only(conn, sql_dir):
         for step in steps.steps:
             if step.run_if is not None:
                 row = conn.execute(step.run_if, params).fetchone()
@@ -222,11 +224,13 @@ class _Planner:
                 self._guard(service.subject, partial(self._roles_of, service, roles_steps))
 
     def _maintenance_of(self, instance: str, steps: StepFile) -> list[PlannedStatement]:
-        return _due_steps(self.context.pg(instance), steps, StepValues(), kind="role", subject=instance)
+        return _due_steps(self.context.pg(instance), steps, StepValues(), kind="role", subject=instance, sql_dir=self.context.paths.sql_dir)
 
     def _roles_of(self, service: ServiceRoles, steps: StepFile) -> list[PlannedStatement]:
         values = step_values(self.context, service)
-        return _due_steps(self.context.pg(service.instance), steps, values, kind="role", subject=service.subject)
+        return _due_steps(
+            self.context.pg(service.instance), steps, values, kind="role", subject=service.subject, sql_dir=self.context.paths.sql_dir
+        )
 
     def grants(self) -> None:
         steps = load_step_file(self.sql_dir, PERMISSIONS_STEP_FILE)
@@ -243,8 +247,8 @@ class _Planner:
         else:
             conn = self.context.pg(service.instance, service.database)
             params = {**values.params(), "readonly_enabled": service.readonly is not None}
-            with _read_only(conn):
-                objects = [f"{kind} {name}" for kind, name in conn.execute(query, params).fetchall()]  # type: ignore[arg-type]
+            with _read_only(conn, self.context.paths.sql_dir):
+                objects = [f"{kind} {name}" for kind, name in conn.execute(query, params).fetchall()]
         if not objects:
             return []
         self.plan.privileges[service.service] = objects

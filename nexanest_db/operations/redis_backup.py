@@ -40,10 +40,10 @@ from pathlib import Path
 
 import redis
 
-from nexanest_db.backup_crypto import BackupKey, DecryptionError, decrypt_chunks
+from nexanest_db.backup_crypto import BackupKey, decrypt_chunks
 from nexanest_db.backups import REDIS_SUFFIX, BackupRecord, Catalog, dump_encrypted, mark_verified
 from nexanest_db.context import HookContext
-from nexanest_db.errors import BackupError, RestoreError
+from nexanest_db.errors import BackupError, DecryptionError, RestoreError
 from nexanest_db.operations.backup import backup_key
 from nexanest_db.operations.restore import Report, Steps, authenticate_file, choose_backup
 from nexanest_db.roles import REDIS_DEFAULT_SECRET

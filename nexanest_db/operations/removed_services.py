@@ -57,7 +57,7 @@ def find_removed_services(context: HookContext) -> list[RemovedService]:
     found: list[RemovedService] = []
     for instance in POSTGRES_INSTANCES:
         databases = [service.database for service in context.config.services_on(instance).values()]
-        rows = context.pg(instance).execute(load_query(sql_dir, "unconfigured-databases"), {"configured": databases}).fetchall()  # type: ignore[arg-type]
+        rows = context.pg(instance).execute(load_query(sql_dir, "unconfigured-databases"), {"configured": databases}).fetchall()
         for (database,) in rows:
             try:
                 removed = _inspect(context, instance, database, configured)
@@ -71,15 +71,15 @@ def find_removed_services(context: HookContext) -> list[RemovedService]:
 def _inspect(context: HookContext, instance: str, database: str, configured: set[str]) -> RemovedService | None:
     sql_dir = context.paths.sql_dir
     conn = context.pg(instance, database)
-    has_ledger = conn.execute(load_query(sql_dir, "ledger-exists")).fetchone()  # type: ignore[arg-type]
+    has_ledger = conn.execute(load_query(sql_dir, "ledger-exists")).fetchone()
     if not has_ledger or not has_ledger[0]:
         return None  # not a database the tool ever managed (someone's own): none of the hooks' business
-    services = tuple(row[0] for row in conn.execute(load_query(sql_dir, "ledger-services")).fetchall())  # type: ignore[arg-type]
+    services = tuple(row[0] for row in conn.execute(load_query(sql_dir, "ledger-services")).fetchall())
     gone = tuple(service for service in services if service not in configured)
     if not gone or len(gone) < len(services):
         return None  # its ledger names a configured service: a copy restored beside the live database, not a removal
     with_rows = []
-    for schema, table in conn.execute(load_query(sql_dir, "backup-tables")).fetchall():  # type: ignore[arg-type]
+    for schema, table in conn.execute(load_query(sql_dir, "backup-tables")).fetchall():
         if schema == TOOL_SCHEMA:
             continue
         row = conn.execute(compose_query(sql_dir, "table-has-rows", table=(schema, table))).fetchone()

@@ -150,7 +150,7 @@ def _promote(run: _Run, standby: Node, *, wait_s: float) -> None:
             )
     with standby.connect() as conn:
         # txid_current() needs a writable server: a standby refuses to assign a transaction id.
-        conn.execute("SELECT txid_current()")
+        conn.execute(run.query("replication-txid"))
         conn.execute(run.query("replication-writes-on"))
         conn.execute(run.query("replication-reload"))
     run.step(f"{standby.name}: promoted, takes writes")

@@ -19,6 +19,7 @@ from nexanest_db.config import PRIMARY_NODE, EnvironmentConfig, HostPort
 from nexanest_db.engine import Engine
 from nexanest_db.errors import ConfigError, FailoverError
 from nexanest_db.operations.replication import Node
+from nexanest_db.pg import MAINTENANCE_DB, open_session
 
 STOP_TIMEOUT_S = 60  # as the container's own stop_timeout: a busy checkpoint finishes
 
@@ -87,16 +88,14 @@ def build_node(
     address: NodeAddress, *, superuser: str, password: str, tls_kwargs: dict[str, str], connect_timeout_s: float, assume_down: bool = False
 ) -> Node:
     def connect() -> psycopg.Connection:
-        return psycopg.connect(
-            host=address.endpoint.host,
-            port=address.endpoint.port,
-            dbname="postgres",
+        return open_session(
+            endpoint=address.endpoint,
+            database=MAINTENANCE_DB,
             user=superuser,
             password=password,
-            connect_timeout=max(1, round(connect_timeout_s)),
+            connect_timeout_s=connect_timeout_s,
             application_name="nndb-failover",
-            autocommit=True,
-            **tls_kwargs,
+            tls_kwargs=tls_kwargs,
         )
 
     return Node(name=address.name, connect=connect, fence=docker_fence(address, assume_down=assume_down))

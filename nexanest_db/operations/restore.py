@@ -38,7 +38,7 @@ from pathlib import Path
 
 import psycopg
 
-from nexanest_db.backup_crypto import BackupKey, DecryptionError, decrypt_chunks
+from nexanest_db.backup_crypto import BackupKey, decrypt_chunks
 from nexanest_db.backups import (
     BackupRecord,
     Catalog,
@@ -50,7 +50,7 @@ from nexanest_db.backups import (
     find_tool,
 )
 from nexanest_db.context import HookContext
-from nexanest_db.errors import BackupError, RestoreError
+from nexanest_db.errors import BackupError, DecryptionError, RestoreError
 from nexanest_db.ledger import make_plan, read_ledger
 from nexanest_db.migration_files import discover
 from nexanest_db.operations.backup import backup_key, major_version, scratch_connector, take_and_verify, target_for
@@ -166,12 +166,12 @@ class RestoreResult:
 
 
 def _exists(conn: psycopg.Connection, sql_dir: Path, database: str) -> bool:
-    row = conn.execute(load_query(sql_dir, "database-exists"), {"database": database}).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(load_query(sql_dir, "database-exists"), {"database": database}).fetchone()
     return bool(row and row[0])
 
 
 def _sessions(conn: psycopg.Connection, sql_dir: Path, database: str) -> list[str]:
-    rows = conn.execute(load_query(sql_dir, "restore-sessions"), {"database": database}).fetchall()  # type: ignore[arg-type]
+    rows = conn.execute(load_query(sql_dir, "restore-sessions"), {"database": database}).fetchall()
     return [f"pid {pid} ({user}, {app}, {addr})" for pid, user, app, addr in rows]
 
 
@@ -193,10 +193,10 @@ def _restore_into(
     target = target_for(context, service.instance)
     connect = scratch_connector(context, service.instance)
     maintenance.execute(compose_query(sql_dir, "restore-create-database", database=database, owner=service.owner_role))
-    row = maintenance.execute(load_query(sql_dir, "timescaledb-preloaded")).fetchone()  # type: ignore[arg-type]
+    row = maintenance.execute(load_query(sql_dir, "timescaledb-preloaded")).fetchone()
     if row and row[0]:
         with connect(database) as conn:
-            conn.execute(load_query(sql_dir, "timescaledb-restore-begin"))  # type: ignore[arg-type]
+            conn.execute(load_query(sql_dir, "timescaledb-restore-begin"))
     pg_restore = find_tool("pg_restore", major_version(context, service.instance))
     argv = [pg_restore, "--exit-on-error", "--single-transaction", *target.argv(database)]
     what = f"restore of {service.subject} backup {record.id} into {database}"
@@ -208,7 +208,7 @@ def _restore_into(
     except BackupError as exc:
         raise RestoreError(str(exc)) from None
     with connect(database) as conn:
-        conn.execute(load_query(sql_dir, "timescaledb-restore-end"))  # type: ignore[arg-type]
+        conn.execute(load_query(sql_dir, "timescaledb-restore-end"))
         counts = _row_counts(conn, sql_dir)
     if counts != record.row_counts:
         diff = sorted(set(counts.items()) ^ set(record.row_counts.items()))
@@ -332,7 +332,7 @@ def _swap(
             )
         ended = 0
         if sessions:
-            row = maintenance.execute(load_query(sql_dir, "restore-terminate"), {"database": live}).fetchone()  # type: ignore[arg-type]
+            row = maintenance.execute(load_query(sql_dir, "restore-terminate"), {"database": live}).fetchone()
             ended = int(row[0]) if row else 0
             _wait_for_no_sessions(maintenance, sql_dir, live)
         try:

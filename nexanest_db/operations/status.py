@@ -364,9 +364,9 @@ class _Checker:
         try:
             info = client.info("everything")
             status.version = str(info.get("redis_version"))
-            status.uptime_s = int(info.get("uptime_in_seconds", 0))
+            status.uptime_s = int(info.get("uptime_in_seconds") or 0)
             status.connections_used = int(info.get("connected_clients", 0))
-            status.connections_max = int(info.get("maxclients") or client.config_get("maxclients")["maxclients"])
+            status.connections_max = int(str(info.get("maxclients") or client.config_get("maxclients")["maxclients"]))
             status.memory_used_bytes = int(info.get("used_memory", 0))
             status.memory_max_bytes = int(info.get("maxmemory", 0))
             present = sorted(str(user) for user in client.execute_command("ACL", "USERS"))

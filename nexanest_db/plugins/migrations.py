@@ -1,5 +1,8 @@
 """Built-in plugin ``migrations``: schemas, baselines and versioned migrations, per service.
 
+A thin caller of ``nexanest_db.operations.migrations`` (``check_files``, ``apply_all``), where the
+order below is implemented.
+
 Preflight parses every file (syntax errors stop the run with ``file:line`` before any change).
 The phase then plans every service against its ledger first — a changed applied file or an
 out-of-order new one stops the run before anything is applied anywhere — and only then, per
@@ -9,83 +12,15 @@ migration in its own transaction. Everything runs under the run lock (``nexanest
 
 from __future__ import annotations
 
-import psycopg
-
-from nexanest_db.errors import MigrationError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
-from nexanest_db.ledger import MigrationApplier, ServicePlan
-from nexanest_db.migration_files import Migration
-from nexanest_db.operations.migrations import plan_service, service_migrations
-from nexanest_db.roles import ServiceRoles
-from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
-
-SCHEMA_STEPS = "init/02-apply-schemas.sql"
-LEDGER_STEPS = "ledger/01-create-ledger.sql"
+from nexanest_db.operations import migrations
 
 
 @hookimpl
 def nndb_preflight(context: HookContext) -> None:
-    load_step_file(context.paths.sql_dir, SCHEMA_STEPS)
-    load_step_file(context.paths.sql_dir, LEDGER_STEPS)
-    for service in context.services:
-        service_migrations(context, service)
+    migrations.check_files(context)
 
 
 @hookimpl
 def nndb_apply_migrations(context: HookContext) -> list[Change]:
-    sql_dir = context.paths.sql_dir
-    schema_steps = load_step_file(sql_dir, SCHEMA_STEPS)
-    ledger_steps = load_step_file(sql_dir, LEDGER_STEPS)
-    plans = [plan_service(context, service) for service in context.services]
-    problems = [line for plan in plans for line in plan.problems()]
-    if problems:
-        more = f" (and {len(problems) - 1} more; `nndb migrate status` lists them)" if len(problems) > 1 else ""
-        raise MigrationError(problems[0] + more)
-
-    changes: list[Change] = []
-    try:
-        _apply_plans(context, plans, schema_steps, ledger_steps, changes)
-    except Exception as exc:
-        exc.committed = tuple(changes)  # type: ignore[attr-defined]  # what did commit is reported with the failure
-        raise
-    return changes
-
-
-def _apply_plans(context: HookContext, plans: list[ServicePlan], schema_steps, ledger_steps, changes: list[Change]) -> None:
-    sql_dir = context.paths.sql_dir
-    for plan in plans:
-        service = plan.roles
-        for row in plan.missing_files:
-            context.logger.warning(
-                "%s: V%03d %s is in the ledger but its file is gone (%s)", service.subject, row.version, row.description, row.script
-            )
-        conn = context.pg(service.instance, service.database)
-        values = StepValues(
-            identifiers={
-                "schema": service.schema,
-                "owner_role": service.owner_role,
-                "migrator_role": service.migrator_role,
-                "database": service.database,
-            }
-        )
-        for title in [*run_steps(conn, schema_steps, values), *run_steps(conn, ledger_steps, values)]:
-            changes.append(Change(subject=service.subject, summary=title))
-
-        def notice(migration: Migration, message: str, subject: str = service.subject) -> None:
-            context.logger.info("%s %s: %s", subject, migration.label, message)
-
-        if not plan.pending:
-            continue  # up to date: the migrator never logs in
-
-        def login(password: str, service: ServiceRoles = service) -> psycopg.Connection:
-            return context.postgres.login_as(service.instance, service.database, user=service.migrator_role, password=password)
-
-        applier = MigrationApplier(conn, login, service, sql_dir, notice)
-        try:
-            for migration in plan.pending:
-                elapsed_ms = applier.apply(migration)
-                changes.append(
-                    Change(subject=service.subject, summary=f"applied {migration.label} {migration.description} ({elapsed_ms} ms)")
-                )
-        finally:
-            applier.close()
+    return migrations.apply_all(context)

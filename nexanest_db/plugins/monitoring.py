@@ -18,6 +18,7 @@ from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.monitoring import MONITOR_SECRETS, MonitoringIdentities, load_identities
 from nexanest_db.operations.redis_acl import monitor_user
+from nexanest_db.queries import load_query
 from nexanest_db.redis_session import acl_user
 from nexanest_db.roles import postgres_instances
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
@@ -45,7 +46,7 @@ def nndb_init_sql(context: HookContext) -> list[Change]:
     changes = []
     for instance in postgres_instances(context.config):
         conn = context.pg(instance)
-        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (identity.role,)).fetchone()
+        row = conn.execute(load_query(context.paths.sql_dir, "role-password"), {"role": identity.role}).fetchone()
         values = StepValues(
             identifiers={"monitor_role": identity.role, "monitor_group": identity.member_of[0]},
             literals={

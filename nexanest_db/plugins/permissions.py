@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import psycopg
 
+from nexanest_db.errors import first_few
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.operations.permissions import STEP_FILE, permission_values
 from nexanest_db.queries import load_query
@@ -18,7 +19,7 @@ from nexanest_db.sqlfiles import load_step_file, run_steps
 
 
 def _state(conn: psycopg.Connection, query: str, service: ServiceRoles) -> set[tuple[str, str, str]]:
-    return set(conn.execute(query, {"database": service.database, "schema": service.schema}).fetchall())  # type: ignore[arg-type]
+    return set(conn.execute(query, {"database": service.database, "schema": service.schema}).fetchall())
 
 
 @hookimpl
@@ -42,6 +43,5 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
             if not changed:
                 raise psycopg.Rollback()
         if changed:
-            shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
-            changes.append(Change(subject=service.subject, summary=f"privileges set on {shown}"))
+            changes.append(Change(subject=service.subject, summary=f"privileges set on {first_few(changed, 4)}"))
     return changes

@@ -42,7 +42,8 @@ class CredentialSource(Protocol):
     none; ``previous_hint`` says where it is looked up and how to supply it (one clause, no value).
     """
 
-    environment: str
+    @property
+    def environment(self) -> str: ...  # read-only: the sources are frozen dataclasses
 
     def get(self, name: str) -> SecretStr: ...
 

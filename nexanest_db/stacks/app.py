@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cdktf import App
 
@@ -29,7 +30,7 @@ def _build(
     # skip_validation: cdktf's synth-time checks shell out to `terraform version` once per
     # terraform_data/cloud block, so synth would fail (and be slow) where no terraform is installed;
     # PR synth must run anywhere. Real validation is `tofu validate` of every stack (tests/e2e).
-    options = {"stack_traces": False, "skip_validation": True}
+    options: dict[str, Any] = {"stack_traces": False, "skip_validation": True}
     app = App(outdir=outdir, **options) if outdir else App(**options)
     for stack_inputs in inputs:
         DatabaseStack(app, stack_inputs.stack, inputs=stack_inputs)

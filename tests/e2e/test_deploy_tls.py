@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.fixtures.servers import Pki
+from tests.fixtures.pki import Pki
 from tests.fixtures.toolchain import Toolchain
 from tests.support.deploy import DeployedCopy
 

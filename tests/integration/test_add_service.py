@@ -10,9 +10,11 @@ import pytest
 import redis
 
 from nexanest_db.errors import ConfigError
-from tests.fixtures.servers import REPO_ROOT, STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.fixtures.servers import DbStack
 from tests.support.cli_json import json_result
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import STACK_PASSWORDS
+from tests.support.project import REPO_ROOT
 from tests.support.runbooks import run_blocks, sh_blocks
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from nexanest_db.backup_crypto import BackupKey, decrypt_stream, encrypt_stream
 from nexanest_db.errors import BackupError
 from tests.fixtures.servers import DbStack
-from tests.integration.hooks_support import nndb, run_in_process, summaries
+from tests.support.hooks import nndb, run_in_process, summaries
 
 pytestmark = pytest.mark.integration
 

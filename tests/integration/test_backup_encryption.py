@@ -21,8 +21,10 @@ from nexanest_db.backups import Catalog, find_tool, verify_backup
 from nexanest_db.errors import BackupError
 from nexanest_db.operations.backup import backup_key, target_for
 from nexanest_db.operations.backup import scratch_connector as _scratch_connector
-from tests.fixtures.servers import PG_MAJOR, STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import context_for, nndb, run_in_process, summaries
+from tests.fixtures.postgres_server import PG_MAJOR
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import context_for, nndb, run_in_process, summaries
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

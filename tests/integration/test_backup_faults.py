@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.errors import BackupError
-from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
-from tests.integration.hooks_support import NNDB, nndb, run_in_process, summaries
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import NNDB, nndb, run_in_process, summaries
+from tests.support.local_servers import CHILD_PYTHONPATH
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.servers import DbStack
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
 
 pytestmark = pytest.mark.integration
 

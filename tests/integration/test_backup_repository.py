@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.errors import BackupError
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
+from tests.fixtures.servers import DbStack
 from tests.fixtures.sshd import BACKUP_USER, SshTarget
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import STACK_PASSWORDS
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration

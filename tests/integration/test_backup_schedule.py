@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.errors import BackupError, ScheduleError
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

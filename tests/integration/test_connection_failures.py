@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from nexanest_db.errors import ConnectionFailed
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, free_port
-from tests.integration.hooks_support import nndb
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import nndb
+from tests.support.local_servers import STACK_PASSWORDS, free_port
 
 pytestmark = pytest.mark.integration
 

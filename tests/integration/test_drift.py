@@ -16,9 +16,10 @@ import pytest
 
 from nexanest_db.errors import ConfigError, ConnectionFailed, DriftFound
 from nexanest_db.operations.drift import check_stack
-from tests.fixtures.servers import DbStack, PostgresServer
-from tests.integration.hooks_support import context_for, nndb, run_in_process, write_migration
+from tests.fixtures.postgres_server import PostgresServer
+from tests.fixtures.servers import DbStack
 from tests.support.cli_json import json_result
+from tests.support.hooks import context_for, nndb, run_in_process, write_migration
 
 pytestmark = pytest.mark.integration
 STACK = "local-db"
@@ -225,8 +226,8 @@ def test_sigterm_while_the_reference_is_built_drops_it(deployed: DbStack) -> Non
     import subprocess
     import time
 
-    from tests.fixtures.servers import CHILD_PYTHONPATH
-    from tests.integration.hooks_support import NNDB
+    from tests.support.hooks import NNDB
+    from tests.support.local_servers import CHILD_PYTHONPATH
 
     blocker = deployed.postgres.connect(autocommit=False)
     blocker.execute("ALTER ROLE auth_migrator CONNECTION LIMIT -1")  # row lock on auth_migrator until rollback

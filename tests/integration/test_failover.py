@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,8 +11,9 @@ import pytest
 from nexanest_db.errors import FailoverError
 from nexanest_db.operations.replication import failover, node_state, standby_lag, switchover, writable_primaries
 from tests.fixtures.replication import ReplicationPair
+from tests.support.project import REPO_ROOT
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = REPO_ROOT / "sql"
 
 
 def _create_table(pair: ReplicationPair) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb
+from tests.fixtures.servers import DbStack
 from tests.support.cli_json import json_result
+from tests.support.hooks import nndb
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

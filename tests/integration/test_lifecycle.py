@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, free_port
-from tests.integration.hooks_support import nndb
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import nndb
+from tests.support.local_servers import STACK_PASSWORDS, free_port
 
 pytestmark = pytest.mark.integration
 

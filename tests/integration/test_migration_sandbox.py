@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from nexanest_db.errors import MigrationError
-from nexanest_db.plugins.manager import RunFailed
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import MIGRATE_HOOKS, run_in_process, summaries, write_migration
+from nexanest_db.errors import MigrationError, RunFailed
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import MIGRATE_HOOKS, run_in_process, summaries, write_migration
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

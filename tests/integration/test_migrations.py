@@ -7,11 +7,9 @@ import time
 
 import pytest
 
-from nexanest_db.errors import MigrationError
-from nexanest_db.pg import RunLockTimeout
-from nexanest_db.plugins.manager import RunFailed
+from nexanest_db.errors import MigrationError, RunFailed, RunLockTimeout
 from tests.fixtures.servers import DbStack
-from tests.integration.hooks_support import MIGRATE_HOOKS, nndb, run_in_process, summaries, write_migration
+from tests.support.hooks import MIGRATE_HOOKS, nndb, run_in_process, summaries, write_migration
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,10 @@ import pytest
 
 from nexanest_db.errors import PitrError
 from nexanest_db.operations.pitr import stop_scratch
-from tests.fixtures.servers import CHILD_PYTHONPATH, REPO_ROOT, STACK_PASSWORDS, DbStack, _owned_tempdir
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import CHILD_PYTHONPATH, STACK_PASSWORDS, owned_tempdir
+from tests.support.project import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +93,7 @@ def test_recover_an_instance_to_a_time_between_two_writes(pitr_stack: DbStack) -
     with pitr_stack.postgres.connect("portfolio") as conn:
         conn.execute("INSERT INTO portfolio.portfolios (owner_user_id, name) SELECT g, 't2-' || g FROM generate_series(1, 7) g")
 
-    scratch_base = _owned_tempdir("nndb-pitr-scratch-")
+    scratch_base = owned_tempdir("nndb-pitr-scratch-")
     started: list[Path] = []
     try:
         result = runbook_pitr(pitr_stack, between)  # docs/runbooks/restore.md section 5, as written

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.errors import PlanFailed, UsageError
-from tests.fixtures.servers import CHILD_PYTHONPATH, STACK_PASSWORDS, DbStack, free_port
-from tests.integration.hooks_support import NNDB, run_in_process
+from tests.fixtures.servers import DbStack
 from tests.support.cli_json import json_result
+from tests.support.hooks import NNDB, run_in_process
+from tests.support.local_servers import CHILD_PYTHONPATH, STACK_PASSWORDS, free_port
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration

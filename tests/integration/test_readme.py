@@ -13,9 +13,10 @@ import shutil
 
 import pytest
 
-from tests.fixtures.servers import REPO_ROOT, DbStack
-from tests.integration.hooks_support import run_in_process
+from tests.fixtures.servers import DbStack
 from tests.support.cli_json import json_result
+from tests.support.hooks import run_in_process
+from tests.support.project import REPO_ROOT
 from tests.support.runbooks import run_blocks, sh_blocks
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import run_in_process, summaries
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import run_in_process, summaries
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

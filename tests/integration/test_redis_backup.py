@@ -14,8 +14,10 @@ import pytest
 import redis
 
 from nexanest_db.errors import RestoreError
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, RedisServer, ServerSetupError, running_db_stack, start_redis
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.fixtures.redis_server import RedisServer, start_redis
+from tests.fixtures.servers import DbStack, running_db_stack
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import STACK_PASSWORDS, ServerSetupError
 
 pytestmark = pytest.mark.integration
 

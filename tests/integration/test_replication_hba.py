@@ -11,7 +11,9 @@ import pytest
 
 from nexanest_db.constructs.postgres_instance import hba_content
 from nexanest_db.roles import REPLICATION_ROLE
-from tests.fixtures.servers import PG_BINDIR, STACK_PASSWORDS, Pki, PostgresServer, ServerSetupError, _write_owned, start_postgres
+from tests.fixtures.pki import Pki
+from tests.fixtures.postgres_server import PG_BINDIR, PostgresServer, start_postgres, write_owned
+from tests.support.local_servers import STACK_PASSWORDS, ServerSetupError
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +27,7 @@ def shipped_hba_server(pg_template: Path, tls_pki: Pki) -> Iterator[PostgresServ
     except ServerSetupError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        _write_owned(server.datadir / "pg_hba.conf", hba_content(REPLICATION_ROLE), 0o600)
+        write_owned(server.datadir / "pg_hba.conf", hba_content(REPLICATION_ROLE), 0o600)
         with server.connect() as conn:
             conn.execute(f"CREATE ROLE {REPLICATION_ROLE} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
             conn.execute("SELECT pg_reload_conf()")

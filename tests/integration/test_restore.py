@@ -18,8 +18,10 @@ import pytest
 from nexanest_db.backup_crypto import BackupKey, decrypt_stream, encrypt_stream
 from nexanest_db.backups import find_tool
 from nexanest_db.errors import RestoreError
-from tests.fixtures.servers import PG_MAJOR, STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.fixtures.postgres_server import PG_MAJOR
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,9 @@ import redis
 
 from nexanest_db.config import load_environment
 from nexanest_db.secrets import SECRET_SPECS
-from tests.fixtures.servers import CHILD_PYTHONPATH, STACK_PASSWORDS, DbStack
+from tests.fixtures.servers import DbStack
 from tests.fixtures.vault_server import VaultTestServer
+from tests.support.local_servers import CHILD_PYTHONPATH, STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

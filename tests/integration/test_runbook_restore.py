@@ -14,16 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.servers import (
-    CHILD_PYTHONPATH,
-    REPO_ROOT,
-    STACK_PASSWORDS,
-    DbStack,
-    ServerSetupError,
-    running_db_stack,
-    start_redis,
-)
-from tests.integration.hooks_support import nndb, run_in_process
+from tests.fixtures.redis_server import start_redis
+from tests.fixtures.servers import DbStack, running_db_stack
+from tests.support.hooks import nndb, run_in_process
+from tests.support.local_servers import CHILD_PYTHONPATH, STACK_PASSWORDS, ServerSetupError
+from tests.support.project import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,10 @@ import psycopg
 import pytest
 
 from nexanest_db.errors import ConnectionFailed, MigrationError, StatusRed
-from tests.fixtures.servers import REPO_ROOT, STACK_PASSWORDS, DbStack
-from tests.integration.hooks_support import nndb, run_in_process, write_migration
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import nndb, run_in_process, write_migration
+from tests.support.local_servers import STACK_PASSWORDS
+from tests.support.project import REPO_ROOT
 from tests.support.runbooks import run_blocks, sh_blocks
 
 pytestmark = pytest.mark.integration

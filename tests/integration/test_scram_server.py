@@ -7,8 +7,10 @@ import pytest
 from psycopg import sql
 
 from nexanest_db import scram
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, PostgresServer
-from tests.integration.hooks_support import run_in_process, summaries
+from tests.fixtures.postgres_server import PostgresServer
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import run_in_process, summaries
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

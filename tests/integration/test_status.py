@@ -17,8 +17,8 @@ import pytest
 from nexanest_db.errors import StatusRed
 from tests.fixtures.replication import start_standby
 from tests.fixtures.servers import DbStack
-from tests.integration.hooks_support import nndb, run_in_process, write_migration
 from tests.support.cli_json import json_result
+from tests.support.hooks import nndb, run_in_process, write_migration
 
 pytestmark = pytest.mark.integration
 STACK = "local-db"

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from nexanest_db.errors import ConnectionFailed
-from nexanest_db.plugins.manager import RunFailed
+from nexanest_db.errors import ConnectionFailed, RunFailed
 from tests.fixtures.servers import DbStack
-from tests.integration.hooks_support import MIGRATE_HOOKS, nndb, run_in_process, write_migration
+from tests.support.hooks import MIGRATE_HOOKS, nndb, run_in_process, write_migration
 
 pytestmark = pytest.mark.integration
 

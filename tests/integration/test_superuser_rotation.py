@@ -20,11 +20,12 @@ from nexanest_db.config import load_environment
 from nexanest_db.errors import ConnectionFailed
 from nexanest_db.pg import RUN_LOCK_KEY
 from nexanest_db.secrets import DEV_DEFAULT_PASSWORD
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack
+from tests.fixtures.servers import DbStack
 from tests.fixtures.vault_server import VaultTestServer
-from tests.integration.hooks_support import context_for, nndb
 from tests.integration.test_connection_failures import assert_untouched
 from tests.integration.test_rotation import VALUES_BY_NAME, VAULT_SECRETS_TABLE, assert_portfolio_untouched, can_login, plant_portfolio_data
+from tests.support.hooks import context_for, nndb
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

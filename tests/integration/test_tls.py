@@ -14,8 +14,10 @@ from nexanest_db.client_tls import ClientTls
 from nexanest_db.config import HostPort
 from nexanest_db.errors import ConnectionFailed
 from nexanest_db.redis_session import connect_redis
-from tests.fixtures.servers import STACK_PASSWORDS, DbStack, Pki
-from tests.integration.hooks_support import context_for, nndb, run_in_process
+from tests.fixtures.pki import Pki
+from tests.fixtures.servers import DbStack
+from tests.support.hooks import context_for, nndb, run_in_process
+from tests.support.local_servers import STACK_PASSWORDS
 
 pytestmark = pytest.mark.integration
 

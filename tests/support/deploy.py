@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 
 from nexanest_db.secrets import SECRET_SPECS
-from tests.fixtures.servers import free_port
 from tests.fixtures.toolchain import Toolchain
+from tests.support.local_servers import free_port
 from tests.support.project import REPO_ROOT, copy_project
 from tests.support.standins import point_at_standins
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.project import REPO_ROOT
+
 MONITORING_DIR = REPO_ROOT / "monitoring"
 RULES_DIR = MONITORING_DIR / "rules"
 RULE_TESTS_DIR = MONITORING_DIR / "tests"

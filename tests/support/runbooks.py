@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.fixtures.servers import CHILD_PYTHONPATH
+from tests.support.local_servers import CHILD_PYTHONPATH
 
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 SECTION = re.compile(r"^## ", re.M)

@@ -15,19 +15,15 @@ from nexanest_db.backup_crypto import (
     HKDF_INFO,
     MAGIC,
     TAG_SIZE,
-    AuthenticationError,
     BackupKey,
-    DecryptionError,
     Encryptor,
-    KeyMismatchError,
-    NotEncryptedError,
     decrypt_stream,
     encrypt_stream,
     read_header,
 )
 from nexanest_db.backups import PgTarget, _restore_decrypted, dump_encrypted
 from nexanest_db.config import HostPort
-from nexanest_db.errors import BackupError
+from nexanest_db.errors import AuthenticationError, BackupError, DecryptionError, KeyMismatchError, NotEncryptedError
 
 KEY = BackupKey("SENTINEL-backup-key-5d1e0a7c9b", location="$BACKUP_ENCRYPTION_KEY")
 OTHER = BackupKey("SENTINEL-other-key-88c2f01d4e", location="$BACKUP_ENCRYPTION_KEY")

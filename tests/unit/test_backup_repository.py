@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
 from nexanest_db.config import BackupRepository, load_environment
 from nexanest_db.errors import BackupError
 from nexanest_db.repository import SshRepository
+from tests.support.project import REPO_ROOT
 
 
 def test_url_parts() -> None:
@@ -48,7 +47,7 @@ def test_catalog_names_cannot_leave_the_stack_directory(relative: str) -> None:
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
 def test_shared_environments_keep_backups_off_the_host(env: str) -> None:
-    config_dir = Path(__file__).resolve().parents[2] / "config"
+    config_dir = REPO_ROOT / "config"
     config = load_environment(f"{env}-db", config_dir=config_dir)
     assert config.backup.repository is not None and config.backup.repository.host != config.endpoint_host
     assert load_environment("local-db", config_dir=config_dir).backup.repository is None

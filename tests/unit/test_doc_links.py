@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from tests.fixtures.servers import REPO_ROOT
+from tests.support.project import REPO_ROOT
 
 DOCS = sorted(
     [
@@ -87,3 +87,14 @@ def test_every_alert_names_an_existing_runbook(rule_file: Path) -> None:
         ("(comment)", path) for path in RUNBOOK_PATH.findall(rule_file.read_text(encoding="utf-8")) if not (REPO_ROOT / path).is_file()
     ]
     assert not missing, f"{rule_file.name}: runbooks that do not exist: {missing}"
+
+
+def test_the_readme_layout_names_every_module_of_the_package() -> None:
+    """README's Layout section says which layer each module of nexanest_db/ is in: a new module gets its line there."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    layers = readme.split("`nexanest_db/`, layer by layer", 1)[1].split("```", 2)[1]  # the fenced list of layers
+    named = set(re.findall(r"[A-Za-z_/]+\.py", layers))
+    package = REPO_ROOT / "nexanest_db"
+    modules = {path.relative_to(package).as_posix() for path in package.rglob("*.py") if path.name != "__init__.py"}
+    assert sorted(modules - named) == [], "add the new module to README.md's Layout, in its layer"
+    assert sorted(named - modules) == [], "README.md's Layout names a module that is gone"

@@ -1,4 +1,5 @@
-"""The edge (nexanest_db/edge.py) is the only place below the entry points that sees the process environment."""
+"""Layer rules checked on the source: the edge (nexanest_db/edge.py) is the only place below the entry points that
+sees the process environment, and nothing but the hook manager reaches the built-in hook steps (nexanest_db/plugins/)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from tests.support.project import REPO_ROOT, copy_project
 PACKAGE = REPO_ROOT / "nexanest_db"
 # Entry points: they only hand os.environ to the edge (cli.main -> output.begin, edge.quiet_node_end_of_life_warning).
 ALLOWED = {PACKAGE / "edge.py", PACKAGE / "cli.py"}
-# Being moved to the edge on the point-in-time-recovery branch (operations/pitr.py: barman's child environment).
-PENDING_ELSEWHERE = {PACKAGE / "operations" / "pitr.py"}
 
 
 def environment_reads(source: str) -> list[int]:
@@ -41,7 +40,7 @@ def test_nothing_below_the_edge_reads_os_environ() -> None:
     offenders = [
         f"{path.relative_to(REPO_ROOT)}:{line}"
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path not in ALLOWED | PENDING_ELSEWHERE
+        if path not in ALLOWED
         for line in environment_reads(path.read_text(encoding="utf-8"))
     ]
     assert offenders == [], "read the environment at the edge (nexanest_db/edge.py) and pass the values down"
@@ -84,3 +83,50 @@ def test_project_root_from_a_subdirectory_and_explicitly(tmp_path: Path) -> None
     assert edge.project_root(environ={}, start=tmp_path, project_dir=project) == project
     with pytest.raises(Exception, match="not inside a nexanest-db project"):
         edge.project_root(environ={}, start=tmp_path)
+
+
+PLUGINS = "nexanest_db.plugins"
+# The built-in steps are entry points (pyproject.toml); the manager loads them through importlib.metadata.
+MAY_REACH_PLUGINS = {PACKAGE / "hook_manager.py"}
+
+
+def plugin_imports(source: str, *, package: str) -> list[int]:
+    """Lines that import nexanest_db.plugins (absolute, `from nexanest_db import plugins`, or relative from ``package``)."""
+    found: list[int] = []
+    for node in ast.walk(ast.parse(source)):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*parent, base] if base else parent)
+            modules = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        if any(module == PLUGINS or module.startswith(PLUGINS + ".") for module in modules):
+            found.append(node.lineno)
+    return found
+
+
+def test_the_plugin_import_scan_finds_every_form() -> None:
+    assert plugin_imports("import nexanest_db.plugins.backup\n", package="nexanest_db") == [1]
+    assert plugin_imports("from nexanest_db.plugins.backup import x\n", package="nexanest_db") == [1]
+    assert plugin_imports("from nexanest_db import plugins\n", package="nexanest_db") == [1]
+    assert plugin_imports("from ..plugins import backup\n", package="nexanest_db.commands") == [1]
+    assert plugin_imports("from . import migrations\n", package="nexanest_db.plugins") == [1]
+    assert plugin_imports("from nexanest_db.operations import backup\nimport pluggy\n", package="nexanest_db") == []
+
+
+def test_nothing_but_the_hook_manager_imports_the_plugins() -> None:
+    sources = [path for path in sorted(PACKAGE.rglob("*.py")) if path not in MAY_REACH_PLUGINS]
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}:{line}"
+        for path in [*sources, REPO_ROOT / "main.py"]
+        for line in plugin_imports(path.read_text(encoding="utf-8"), package=_package_of(path))
+    ]
+    assert offenders == [], "the built-in steps are reached through the hook manager only; share code through nexanest_db/operations/"
+
+
+def _package_of(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1]) if parts[-1] != "__init__" else ".".join(parts)

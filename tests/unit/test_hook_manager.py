@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pluggy
@@ -14,12 +15,15 @@ import pytest
 
 from nexanest_db.config import ProjectPaths, load_environment, resolve_endpoints
 from nexanest_db.context import HookContext
-from nexanest_db.errors import ConfigError, MigrationError
+from nexanest_db.errors import ConfigError, MigrationError, PluginInvalid, PluginsMissing, RunFailed
+from nexanest_db.hook_manager import BUILT_INS as BUILT_IN_MODULES
+from nexanest_db.hook_manager import check_hooks_known, plugin_manager, plugin_table, run_phases
 from nexanest_db.hookspecs import PHASE_HOOKS, Change, hookimpl
-from nexanest_db.plugins.manager import RunFailed, plugin_manager, plugin_table, run_phases
 from nexanest_db.secrets import credentials_for
+from tests.support.installed import run_nndb_in, site_with
+from tests.support.project import REPO_ROOT, copy_project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 BUILT_INS = {"init_sql", "migrations", "permissions", "redis_acl", "backup", "monitoring"}
 
 
@@ -131,7 +135,7 @@ def test_wrong_return_type_and_wrappers_are_refused(tmp_path: Path) -> None:
 
     manager = bare_manager()
     manager.register(Wrapper(), name="wrapper")
-    from nexanest_db.plugins.manager import check_no_wrappers
+    from nexanest_db.hook_manager import check_no_wrappers
 
     with pytest.raises(ConfigError, match="plugin 'wrapper': nndb_preflight is a wrapper"):
         check_no_wrappers(manager)
@@ -168,7 +172,7 @@ def test_a_third_party_package_plugs_in_through_the_entry_point_group(tmp_path: 
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
         from tests.unit.test_hook_manager import offline_context
-        from nexanest_db.plugins.manager import plugin_manager, plugin_table, run_phases
+        from nexanest_db.hook_manager import plugin_manager, plugin_table, run_phases
         manager = plugin_manager(disabled={sorted(BUILT_INS)!r})
         report = run_phases(manager, offline_context(Path({str(tmp_path)!r})))
         print(json.dumps({{"table": plugin_table(manager), "report": report.as_dict()}}))
@@ -180,3 +184,74 @@ def test_a_third_party_package_plugs_in_through_the_entry_point_group(tmp_path: 
     payload = json.loads(result.stdout)
     assert ["team_audit", ["nndb_register_backups"]] in payload["table"]
     assert payload["report"]["changes"] == [{"plugin": "team_audit", "subject": "local-db", "summary": "audit trail registered"}]
+
+
+def test_the_built_ins_are_the_entry_points_pyproject_declares() -> None:
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["entry-points"]["nexanest_db"]
+    assert declared == BUILT_IN_MODULES
+    assert set(BUILT_IN_MODULES) == BUILT_INS
+
+
+STALE = {name: module for name, module in BUILT_IN_MODULES.items() if name != "monitoring"}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "named"),
+    [(None, "steps init_sql, migrations, permissions, redis_acl, backup, monitoring are"), (STALE, "step monitoring is")],
+    ids=["not-installed", "stale"],
+)
+def test_without_the_built_ins_a_run_stops_with_one_line_saying_to_reinstall(
+    tmp_path: Path, metadata: dict[str, str] | None, named: str
+) -> None:
+    site = site_with(tmp_path / "site", entry_points=metadata)
+    project = copy_project(tmp_path / "project")
+    for args in (("hooks", "list", "local-db"), ("hooks", "run", "local-db", "--disable-plugin", "backup")):
+        result = run_nndb_in(site, *args, cwd=project)
+        assert result.returncode == PluginsMissing.exit_code == 6, result.stderr
+        assert result.stderr.splitlines() == [
+            f"nndb: error: the built-in hook {named} not installed (entry-point group 'nexanest_db': the installed metadata is "
+            "missing or stale); reinstall the tool: `pip install -e .` in the project (or scripts/setup.sh)"
+        ]
+    document = json.loads(run_nndb_in(site, "hooks", "list", "local-db", "--json", cwd=project).stdout)
+    assert (document["ok"], document["error"]["kind"], document["error"]["exit_code"]) == (False, "PluginsMissing", 6)
+
+
+def test_a_misspelled_hook_is_one_line_naming_plugin_and_hook() -> None:
+    class Typo:
+        @hookimpl
+        def nndb_prefligth(self, context: HookContext) -> None:
+            raise AssertionError("never called")
+
+    manager = bare_manager()
+    manager.register(Typo(), name="team_step")
+    with pytest.raises(PluginInvalid) as excinfo:
+        check_hooks_known(manager)
+    assert str(excinfo.value) == (
+        "plugin 'team_step': nndb_prefligth is not a hook of nexanest_db (misspelled?); the hooks are "
+        f"{', '.join(PHASE_HOOKS)}; fix it, or skip the plugin with --disable-plugin"
+    )
+    assert excinfo.value.exit_code == 6
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def nndb_prefligth(context):\n    return []\n", "nndb: error: plugin 'team_step': nndb_prefligth is not a hook of nexanest_db"),
+        (
+            "def nndb_preflight(ctx):\n    return []\n",
+            "nndb: error: a plugin does not fit the hook specs (Plugin 'team_step' for hook 'nndb_preflight'",
+        ),
+    ],
+    ids=["misspelled-hook", "unknown-argument"],
+)
+def test_an_installed_plugin_that_does_not_fit_the_specs_is_one_line(tmp_path: Path, source: str, expected: str) -> None:
+    module = "from nexanest_db.hookspecs import hookimpl\n\n@hookimpl\n" + source
+    site = site_with(tmp_path / "site", entry_points={**BUILT_IN_MODULES, "team_step": "team_step"}, modules={"team_step": module})
+    project = copy_project(tmp_path / "project")
+    result = run_nndb_in(site, "hooks", "list", "local-db", cwd=project)
+    assert result.returncode == 6, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(expected) and line.endswith("--disable-plugin")
+    skipped = run_nndb_in(site, "hooks", "list", "local-db", "--disable-plugin", "team_step", cwd=project)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "team_step      (disabled)" in skipped.stdout

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "hooks" / "terraform-post-apply"
+from tests.support.project import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "hooks" / "terraform-post-apply"
 
 
 def run(cwd: Path, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], str]:

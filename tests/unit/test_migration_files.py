@@ -11,8 +11,9 @@ from nexanest_db.errors import MigrationError
 from nexanest_db.ledger import LedgerRow, make_plan
 from nexanest_db.migration_files import discover
 from nexanest_db.roles import service_roles
+from tests.support.project import REPO_ROOT
 
-REPO_SQL = Path(__file__).resolve().parents[2] / "sql"
+REPO_SQL = REPO_ROOT / "sql"
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:

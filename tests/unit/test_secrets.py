@@ -28,8 +28,8 @@ from nexanest_db.secrets import (
     spec_for,
     tls_from_query,
 )
+from tests.support.project import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "config"
 
 

@@ -24,9 +24,8 @@ from nexanest_db.secrets import (
 )
 from nexanest_db.secrets.vault import VaultSource
 from tests.fixtures.vault_server import VaultTestServer
-from tests.support.project import copy_project, synth
+from tests.support.project import REPO_ROOT, copy_project, synth
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BILLING = '\n[services.billing]\ninstance = "postgres"\ndatabase = "billing"\nschema = "billing"\nredis_prefix = "billing:"\n'
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nexanest_db.secrets import DEFAULT_CATALOGUE
-from tests.fixtures.servers import CHILD_PYTHONPATH, REPO_ROOT
+from tests.support.local_servers import CHILD_PYTHONPATH
+from tests.support.project import REPO_ROOT
 
 PACKAGE_DIR = REPO_ROOT / "nexanest_db" / "secrets"
 PACKAGE = "nexanest_db.secrets"

@@ -10,8 +10,9 @@ from psycopg import sql
 
 from nexanest_db.errors import ConfigError
 from nexanest_db.sqlfiles import StepValues, load_step_file
+from tests.support.project import REPO_ROOT
 
-REPO_SQL = Path(__file__).resolve().parents[2] / "sql"
+REPO_SQL = REPO_ROOT / "sql"
 PLACEHOLDER = re.compile(r"(?<!\{)\{([a-z_]+)\}(?!\})")
 
 # What the plugins fill each file with (see nexanest_db/plugins/*.py).

@@ -15,8 +15,8 @@ from nexanest_db.errors import SecretsError
 from nexanest_db.secrets import DEV_DEFAULT_PASSWORD, SECRET_NAMES, credentials_for, resolve_all, source_for
 from nexanest_db.secrets.vault import VaultSource
 from tests.fixtures.vault_server import VaultTestServer
+from tests.support.project import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROD = load_environment("prod-db", config_dir=REPO_ROOT / "config")
 PROD_VAULT = PROD.secrets.vault
 assert PROD_VAULT is not None

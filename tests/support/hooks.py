@@ -7,13 +7,15 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nexanest_db.commands.hookrun import build_context
 from nexanest_db.context import HookContext
 from nexanest_db.edge import Resolved, resolve
+from nexanest_db.hook_manager import RunReport, plugin_manager, run_phases
 from nexanest_db.hookspecs import PHASE_HOOKS
-from nexanest_db.plugins.manager import RunReport, plugin_manager, run_phases
-from tests.fixtures.servers import CHILD_PYTHONPATH, DbStack
+from tests.fixtures.servers import DbStack
+from tests.support.local_servers import CHILD_PYTHONPATH
 
 NNDB = str(Path(sys.executable).parent / "nndb")
 MIGRATE_HOOKS = ("nndb_preflight", "nndb_init_sql", "nndb_apply_migrations")
@@ -25,7 +27,7 @@ def resolved_for(db_stack: DbStack, environ: Mapping[str, str] | None = None) ->
     return resolve(db_stack.stack, environ=env, start=db_stack.project)
 
 
-def context_for(db_stack: DbStack, environ: Mapping[str, str] | None = None, **options) -> HookContext:
+def context_for(db_stack: DbStack, environ: Mapping[str, str] | None = None, **options: Any) -> HookContext:
     options.setdefault("backup_dir", db_stack.backup_dir)
     return build_context(resolved_for(db_stack, environ), logger=logging.getLogger("nexanest_db.hooks.test"), **options)
 
@@ -36,7 +38,7 @@ def run_in_process(
     hooks: Sequence[str] = PHASE_HOOKS,
     disabled: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
-    **options,
+    **options: Any,
 ) -> RunReport:
     return run_phases(plugin_manager(disabled=disabled), context_for(db_stack, environ, **options), hooks=hooks)
 
