@@ -28,14 +28,17 @@ def site_with(directory: Path, *, entry_points: Mapping[str, str] | None = None,
         (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: nexanest-db\nVersion: 0.0.1\n", encoding="utf-8")
         lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
         (dist / "entry_points.txt").write_text(f"[nexanest_db]\n{lines}", encoding="utf-8")
+    # The package itself through a link, not the repository on the path: the repository root holds the
+    # nexanest_db.egg-info that `pip install -e .` leaves there, which would be the very metadata under test.
+    (directory / "nexanest_db").symlink_to(REPO_ROOT / "nexanest_db")
     for name, source in (modules or {}).items():
         (directory / f"{name}.py").write_text(source, encoding="utf-8")
     return directory
 
 
 def run_nndb_in(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -S -m nexanest_db <args>`: no site-packages of its own, only ``site`` and the repository on the path."""
-    env = {"PYTHONPATH": f"{REPO_ROOT}:{site}", "PATH": "/usr/bin:/bin", "HOME": str(cwd), "NO_COLOR": "1"}
+    """`python -S -m nexanest_db <args>`: no site-packages of its own, only ``site`` (with the package linked in) on the path."""
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(cwd), "NO_COLOR": "1"}
     return subprocess.run(
         [sys.executable, "-S", "-m", "nexanest_db", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120
     )
