@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.prometheus",
     "tests.fixtures.replication",
+    "tests.fixtures.upgrade_images",
 ]
