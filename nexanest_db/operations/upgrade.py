@@ -404,7 +404,7 @@ class CommandApplier:
         finally:
             timer.cancel()
         if timed_out.is_set():
-            return ApplyResult(ok=False, detail=f"{self.description} did not finish within {self.timeout_s:.0f}s and was stopped")
+            return ApplyResult(ok=False, detail=f"{self.description} did not finish within {self.timeout_s:g}s and was stopped")
         if returncode != 0:
             return ApplyResult(ok=False, detail=failure_detail(list(tail), returncode, self.description))
         return ApplyResult(ok=True, detail="")
