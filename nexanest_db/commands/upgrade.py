@@ -25,8 +25,8 @@ from nexanest_db.engine import Engine
 from nexanest_db.errors import UpgradeError, UsageError
 from nexanest_db.operations.upgrade import (
     DEFAULT_APPLY_COMMAND,
+    RUNBOOK,
     CommandApplier,
-    LiveInstance,
     UpgradeReport,
     apply_argv,
     inspect_image,
@@ -35,6 +35,7 @@ from nexanest_db.operations.upgrade import (
     short_id,
     upgrade,
 )
+from nexanest_db.operations.upgrade_major import LiveMajorInstance, dump_restore, dump_restore_steps
 from nexanest_db.readiness import targets_for
 
 
@@ -109,7 +110,7 @@ def upgrade_command(
             resolved, logger=configure_logging(False), backup_dir=backup_dir, connect_timeout_s=connect_timeout, run_lock=False
         )
 
-    live = LiveInstance(instance=instance, container=target.container, engine=engine, target=target, open_context=open_context)
+    live = LiveMajorInstance(instance=instance, container=target.container, engine=engine, target=target, open_context=open_context)
     steps = Steps()
     with steps.step(f"upgrade {instance}: versions of the running server and of {image}"):
         from_major = live.server_major()
@@ -134,12 +135,15 @@ def upgrade_command(
         path=path.value if path is not None else None,
     )
     versions = f"{plan.from_major} -> {new.major} ({new.source})"
-    if plan.major_change:
+    if plan.path == "pg-upgrade":
         raise UpgradeError(
-            f"{stack}: {instance}: --path {plan.path}: not automated by nndb yet; follow docs/runbooks/upgrade-image.md "
-            f"section 3 by hand; nothing was changed"
+            f"{stack}: {instance}: --path pg-upgrade is done by hand ({RUNBOOK}#pg_upgrade-by-hand): pg_upgrade needs both "
+            f"majors' binaries in one container, which the official images do not have; or use --path dump-restore; nothing was changed"
         )
-    lines = plan.steps(apply=applier.description, wait_timeout_s=limit, config_file=edit.path)
+    if plan.major_change:
+        lines = dump_restore_steps(plan, apply=applier.description, wait_timeout_s=limit, config_file=edit.path)
+    else:
+        lines = plan.steps(apply=applier.description, wait_timeout_s=limit, config_file=edit.path)
     if dry_run:
         set_result(
             {"stack": stack, "instance": instance, "dry_run": True, "from_image": current, "to_image": image, "steps": lines}
@@ -153,6 +157,18 @@ def upgrade_command(
         set_result(report.as_dict() | {"dry_run": False})
 
     console.print(f"{stack}: {instance}: upgrading {current} -> {image} (major {versions})", markup=False)
+    if plan.major_change:
+        report, directory, aside = dump_restore(
+            plan, instance=live, applier=applier, config=edit, wait_timeout_s=limit, progress=steps, on_report=keep
+        )
+        assert report.after is not None
+        steps.summary(
+            f"{stack}: {instance}: upgraded to {image} (PostgreSQL {new.major}) by dump and restore; every table has its row count "
+            f"({report.after.summary()}); {edit.path} names it: commit that line; the old data directory stays as {aside} on "
+            f"volume {directory.volume}: once satisfied, remove it: docker run --rm -v {directory.volume}:{directory.mount} "
+            f"--entrypoint rm {image} -rf {aside}"
+        )
+        return
     report = upgrade(plan, instance=live, applier=applier, config=edit, wait_timeout_s=limit, progress=steps, on_report=keep)
     assert report.after is not None
     steps.summary(

@@ -182,3 +182,53 @@ def test_upgrade_refuses_a_major_takes_a_minor_and_rolls_back_an_image_that_neve
     assert users(state) == ["after-upgrade@nexanest.test", "before-upgrade@nexanest.test"]
     assert docker("volume", "inspect", "--format", "{{.CreatedAt}}", f"{state.prefix}-postgres-data") == volume_before
     state.timings["failed upgrade + rollback"] = took
+
+
+def data_dirs(state: Realized, image: str) -> list[str]:
+    """The entries of the postgres data volume (pgdata, and any directory kept aside), read by a throwaway container."""
+    out = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", "-v", f"{state.prefix}-postgres-data:/data", image, "/data")
+    return sorted(out.split())
+
+
+def system_identifier(state: Realized) -> str:
+    with state.connect("postgres", state.superuser("postgres"), PASSWORDS["POSTGRES_PASSWORD"], "postgres") as conn:
+        return str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])
+
+
+def test_a_major_upgrade_by_dump_restore_keeps_the_old_directory_and_rolls_back_onto_it(
+    stack: Realized, upgrade_images: UpgradeImages
+) -> None:
+    state = stack
+    previous = configured_image(state)  # base, or good when the other test ran first on this worker
+    with state.connect("postgres", "auth_app", PASSWORDS["AUTH_DB_PASSWORD"], "auth") as conn:
+        conn.execute("INSERT INTO auth.users (email, password_hash) VALUES ('before-major@nexanest.test', 'x')")
+    rows = users(state)
+    identity = system_identifier(state)
+    config_before = (state.root / "config" / "local.toml").read_text()
+
+    # pg-upgrade is by hand: one line, nothing changed
+    by_hand = upgrade(state, "--image", upgrade_images.major, "--path", "pg-upgrade")
+    assert by_hand.returncode == UpgradeError.exit_code and "--path pg-upgrade is done by hand" in by_hand.stderr, by_hand.stderr
+    assert (state.root / "config" / "local.toml").read_text() == config_before
+
+    # 1. a new major that never answers: the old data directory goes back, same cluster, logins back
+    failed = upgrade(state, "--image", upgrade_images.major_never_ready, "--path", "dump-restore")
+    assert failed.returncode == UpgradeError.exit_code, failed.stdout[-3000:] + failed.stderr
+    line = failed.stderr.strip()
+    assert len(line.splitlines()) == 1 and "(PostgreSQL 16) did not take the data" in line, line
+    assert f"names {previous} again and it answers on its old data directory" in line and "the service logins are back" in line, line
+    assert (state.root / "config" / "local.toml").read_text() == config_before
+    assert system_identifier(state) == identity and users(state) == rows  # auth_app logs in: LOGIN is back
+    assert data_dirs(state, upgrade_images.base) == ["pgdata"]
+
+    # 2. the new major: fresh data directory (another system identifier), every row restored, the old one kept aside
+    done = upgrade(state, "--image", upgrade_images.major, "--path", "dump-restore")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    result = json_result(done.stdout, "upgrade")
+    assert result["outcome"] == "upgraded" and (result["from_major"], result["to_major"], result["path"]) == (15, 16, "dump-restore")
+    assert configured_image(state) == upgrade_images.major and running_image(state) == image_id(upgrade_images.major)
+    assert system_identifier(state) != identity
+    assert users(state) == rows  # as auth_app: the hooks recreated the login, the restore brought the rows
+    assert result["after"]["counts"] == result["before"]["counts"]
+    kept = [entry for entry in data_dirs(state, upgrade_images.base) if entry != "pgdata"]
+    assert len(kept) == 1 and kept[0].startswith("pgdata-15-"), kept
