@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from nexanest_db.operations.upgrade import (
     record_redis,
     upgrade,
 )
+from nexanest_db.operations.upgrade_major import DataDirectory, compare_restored, data_directory_of, dump_restore
 from tests.support.project import REPO_ROOT
 
 # --- the version verdict ---------------------------------------------------------------------------
@@ -434,3 +436,150 @@ def test_a_major_plan_is_not_run_by_the_minor_path() -> None:
             progress=FakeProgress(),
         )
     assert instance.events == [] and config.writes == []
+
+
+# --- the dump-and-restore path, with fakes ---------------------------------------------------------------
+
+MOUNTS = [
+    {"Type": "volume", "Name": "nexanest-local-postgres-data", "Destination": "/var/lib/postgresql/data"},
+    {"Type": "bind", "Source": "/etc/x", "Destination": "/etc/x"},
+]
+
+
+def test_the_data_directory_is_pgdata_below_the_named_volume() -> None:
+    found = data_directory_of(MOUNTS, ["PGDATA=/var/lib/postgresql/data/pgdata", "LANG=C"], "c")
+    assert found == DataDirectory(
+        volume="nexanest-local-postgres-data", mount="/var/lib/postgresql/data", pgdata="/var/lib/postgresql/data/pgdata"
+    )
+    assert found.aside(15, "20261203T060000Z") == "/var/lib/postgresql/data/pgdata-15-20261203T060000Z"
+    for env in (["PGDATA=/var/lib/postgresql/data"], [], ["PGDATA=/srv/pg"]):  # the volume's root, or no volume under it
+        with pytest.raises(UpgradeError, match="cannot be kept beside the new one; refused, nothing was changed"):
+            data_directory_of(MOUNTS, env, "c")
+
+
+def test_after_a_restore_every_table_has_exactly_its_rows() -> None:
+    before = DataRecord(identity="7001", counts={"auth": {"auth.users": 3, "auth.sessions": 0}})
+    assert compare_restored(before, DataRecord(identity="8002", counts={"auth": {"auth.users": 3, "auth.sessions": 0}})) == []
+    assert compare_restored(before, DataRecord(identity="8002", counts={"auth": {"auth.users": 2, "auth.sessions": 1}})) == [
+        "auth: auth.users has 2 rows, the backup had 3",
+        "auth: auth.sessions has 1 rows, the backup had 0",
+    ]
+
+
+@dataclass
+class FakeMajorInstance(FakeInstance):
+    """Data directories on a fake volume: which one the container sees, and which image runs."""
+
+    dirs: dict[str, str] = field(default_factory=lambda: {"/d/pgdata": "old cluster"})
+    helper_fails: bool = False
+    restored: bool = False
+
+    def data_directory(self) -> DataDirectory:
+        return DataDirectory(volume="v", mount="/d", pgdata="/d/pgdata")
+
+    def stop_writes(self) -> list[str]:
+        self.events.append("logins off")
+        return ["auth_app"]
+
+    def allow_writes(self, roles: list[str]) -> None:
+        self.events.append(f"logins on {roles}")
+
+    def stop_container(self) -> None:
+        self.events.append("stop")
+
+    def start_container(self) -> None:
+        self.events.append("start")
+
+    def run_helper(self, image: str, directory: DataDirectory, script: str, *args: str) -> None:
+        self.events.append(f"helper {image[:10]} {'aside' if 'test ! -e' in script else 'back'}")
+        if self.helper_fails:
+            raise UpgradeError("a helper container on v failed (mv: permission denied)")
+        current, aside = args
+        if "test ! -e" in script:
+            self.dirs[aside] = self.dirs.pop(current)
+        else:
+            self.dirs.pop(current, None)
+            self.dirs[current] = self.dirs.pop(aside)
+
+    def record(self) -> DataRecord:
+        cluster = self.dirs.get("/d/pgdata", "fresh")
+        if cluster == "old cluster":
+            return RECORD
+        return DataRecord(identity="8002", counts={"auth": {"auth.users": 2 if self.restored else 0}})
+
+    def wait(self, timeout_s: float) -> None:
+        super().wait(timeout_s)
+        self.dirs.setdefault("/d/pgdata", "fresh")  # initdb on an empty directory
+
+    def restore(self, backups: list[str], note: Callable[[str], None]) -> None:
+        self.events.append(f"restore {backups}")
+        self.restored = True
+
+
+def run_major(instance: FakeMajorInstance) -> tuple[FakeConfig, object]:
+    config = FakeConfig()
+    applier = FakeApplier(instance=instance, config=config)
+    try:
+        outcome: object = dump_restore(
+            plan(new_major=16, path="dump-restore"),
+            instance=instance,
+            applier=applier,
+            config=config,
+            wait_timeout_s=9,
+            progress=FakeProgress(),
+            now=lambda: datetime(2026, 12, 3, 6, 0, tzinfo=UTC),
+        )
+    except UpgradeError as exc:
+        outcome = exc
+    return config, outcome
+
+
+def test_dump_restore_moves_the_old_directory_aside_and_restores_every_row() -> None:
+    instance = FakeMajorInstance(answers={OLD_ID, NEW_ID})
+    config, outcome = run_major(instance)
+    report, directory, aside = outcome  # type: ignore[misc]
+    assert report.outcome == "upgraded" and directory.volume == "v" and aside == "/d/pgdata-15-20261203T060000Z"
+    assert instance.dirs == {aside: "old cluster", "/d/pgdata": "fresh"}
+    assert instance.events == [
+        "logins off",
+        "backup",
+        "stop",
+        f"helper {OLD_ID[:10]} aside",
+        "apply new:tag",
+        "wait 9",
+        "restore ['20261203T000000Z-postgres-auth']",
+    ]
+    assert config.writes == ["write"]
+
+
+def test_dump_restore_that_fails_puts_the_old_directory_and_image_back_and_the_logins_on() -> None:
+    instance = FakeMajorInstance(answers={OLD_ID})
+    config, error = run_major(instance)
+    assert isinstance(error, UpgradeError) and "\n" not in str(error)
+    assert str(error).startswith("local-db: postgres: new:tag (PostgreSQL 16) did not take the data (postgres: container")
+    assert "rolled back: config/local.toml names postgres:15 again and it answers on its old data directory (system identifier 7001" in str(
+        error
+    )
+    assert instance.dirs == {"/d/pgdata": "old cluster"} and instance.running == OLD_ID
+    assert instance.events[-5:] == ["stop", f"helper {OLD_ID[:10]} back", "apply postgres:15", "wait 9", "logins on ['auth_app']"]
+    assert config.writes == ["write", "revert"]
+
+
+def test_dump_restore_without_a_proven_backup_gives_the_logins_back() -> None:
+    instance = FakeMajorInstance(answers={OLD_ID, NEW_ID}, backup_fails=True)
+    config, error = run_major(instance)
+    assert str(error) == (
+        "local-db: postgres: no proven backup, upgrade not started: pg_dump 15 not found; the logins are back, nothing was changed"
+    )
+    assert instance.events == ["logins off", "backup", "logins on ['auth_app']"] and config.writes == []
+
+
+def test_dump_restore_whose_move_fails_starts_the_old_container_again() -> None:
+    instance = FakeMajorInstance(answers={OLD_ID, NEW_ID}, helper_fails=True)
+    config, error = run_major(instance)
+    assert "a helper container on v failed (mv: permission denied); started it again with its data, the logins are back" in str(error)
+    assert (
+        instance.events[-2:] == ["start", "logins on ['auth_app']"]
+        and config.writes == []
+        and instance.dirs == {"/d/pgdata": "old cluster"}
+    )
