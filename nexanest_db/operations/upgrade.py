@@ -304,7 +304,11 @@ def compare_records(before: DataRecord, after: DataRecord) -> list[str]:
             if table not in now:
                 problems.append(f"{database}: table {table} is gone")
             elif rows > 0 and now[table] == 0:
-                problems.append(f"{database}: {table} had {rows} rows, has none")
+                problems.append(
+                    f"{database}: had {rows} keys, has none"
+                    if before.identity is None
+                    else f"{database}: {table} had {rows} rows, has none"
+                )
     return problems
 
 

@@ -31,6 +31,7 @@ ELSEWHERE = {
     "nndb drift": "test_drift.py, against a tier the hooks deployed",
     "nndb plan": "needs a git base ref (test_plan.py)",
     "nndb failover": "needs a replica (tests/e2e/test_failover_engine.py)",
+    "nndb upgrade": "changes an image: needs the Docker engine (tests/e2e/test_upgrade_engine.py)",
 }
 TABLE_COMMAND = re.compile(r"^\| `(nndb [^`<]+?)\s*(?:<[^`]*)?`", re.M)
 

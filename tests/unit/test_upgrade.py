@@ -151,7 +151,7 @@ def test_compare_records_finds_another_data_directory_and_lost_tables_but_not_ne
 def test_redis_records_count_keys_per_database() -> None:
     record = record_redis({"db0": {"keys": 4, "expires": 1, "avg_ttl": 0}, "db2": {"keys": 1}})
     assert record.counts == {"db0": {"keys": 4}, "db2": {"keys": 1}} and record.summary() == "2 databases, 5 keys"
-    assert compare_records(record, record_redis({"db0": {"keys": 0}, "db2": {"keys": 9}})) == ["db0: keys had 4 rows, has none"]
+    assert compare_records(record, record_redis({"db0": {"keys": 0}, "db2": {"keys": 9}})) == ["db0: had 4 keys, has none"]
 
 
 # --- applying the stack ------------------------------------------------------------------------------
