@@ -551,6 +551,23 @@ class UpgradeReport:
         }
 
 
+class _ApplyFailed(Exception):
+    pass
+
+
+def apply_step(applier: Applier, progress: Progress, label: str, wait_timeout_s: float) -> ApplyResult:
+    """The apply as one timed step (``failed after`` when it fails), its output passed on as ``  | `` lines."""
+    result = ApplyResult(ok=False, detail="")
+    try:
+        with progress.step(label):
+            result = applier.apply(wait_timeout_s=wait_timeout_s, on_line=lambda line: progress.note(f"  | {line}"))
+            if not result.ok:
+                raise _ApplyFailed
+    except _ApplyFailed:
+        pass
+    return result
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -586,8 +603,7 @@ def upgrade(
         """Apply, wait, check; the reason it failed, or None."""
         entry: dict[str, Any] = {"image": ref, "ok": False}
         report.attempts.append(entry)
-        with progress.step(f"apply {plan.instance} = {ref} ({applier.description})"):
-            result = applier.apply(wait_timeout_s=wait_timeout_s, on_line=lambda line: progress.note(f"  | {line}"))
+        result = apply_step(applier, progress, f"apply {plan.instance} = {ref} ({applier.description})", wait_timeout_s)
         if not result.ok:
             detail = _without_deploy_advice(result.detail)
             if instance.container not in detail:

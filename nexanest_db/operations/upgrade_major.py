@@ -46,6 +46,7 @@ from nexanest_db.operations.upgrade import (
     Progress,
     UpgradePlan,
     UpgradeReport,
+    apply_step,
     compare_records,
     one_line,
     short_id,
@@ -240,8 +241,7 @@ def dump_restore(
     def attempt(ref: str, image_id: str | None, *, restore: bool) -> str | None:
         entry: dict[str, Any] = {"image": ref, "ok": False}
         report.attempts.append(entry)
-        with progress.step(f"apply {plan.instance} = {ref} ({applier.description})"):
-            result = applier.apply(wait_timeout_s=wait_timeout_s, on_line=lambda line: progress.note(f"  | {line}"))
+        result = apply_step(applier, progress, f"apply {plan.instance} = {ref} ({applier.description})", wait_timeout_s)
         try:
             if not result.ok:
                 raise UpgradeError(f"the apply failed: {result.detail.removesuffix('; fix the cause, then run the deploy again')}")
