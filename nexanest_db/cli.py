@@ -139,7 +139,7 @@ def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish", me
 
 
 def build_app() -> typer.Typer:
-    from nexanest_db.commands import backup, drift, failover, hooks, lifecycle, migrate, plan, secrets, status, swarm, synth
+    from nexanest_db.commands import backup, drift, failover, hooks, lifecycle, migrate, plan, secrets, status, swarm, synth, upgrade
 
     app = typer.Typer(name="nndb", help="Operate the NexaNest database tier.", no_args_is_help=True, add_completion=False)
     app.callback()(_root)
@@ -155,6 +155,7 @@ def build_app() -> typer.Typer:
     app.command(name="drift")(drift.drift)
     app.command(name="plan")(plan.plan)
     app.command(name="failover")(failover.failover_command)
+    app.command(name="upgrade")(upgrade.upgrade_command)
     app.command(name="completion")(completion)
     _add_common_options(app)
     return app

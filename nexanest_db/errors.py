@@ -9,7 +9,7 @@ the traceback).
 Exit codes: 1 a bug, 2 configuration or command-line usage, 3 secrets, 4 connection (including a
 server that stopped answering), 5 migration or run lock, 6 hook, 7 backup, 8 destroy refused,
 9 status red, 10 restore, 11 point-in-time recovery, 12 drift found, 13 plan not computed, 14 backup schedule missing or late, 15 failover refused or stopped,
-17 Swarm hand-off incomplete (``nndb swarm secrets``), 130 interrupted.
+16 image upgrade refused, or failed and rolled back, 17 Swarm hand-off incomplete (``nndb swarm secrets``), 130 interrupted.
 A hook run that stops (``RunFailed``) exits with the code of the step's own error: a migration's 5,
 a lost server's 4, 6 for a plugin bug or a plugin that does not fit the hook specs.
 
@@ -184,6 +184,13 @@ class FailoverError(NndbError):
     """A switchover or failover was refused or stopped; the message says which node is primary now."""
 
     exit_code = 15
+
+
+class UpgradeError(NndbError):
+    """``nndb upgrade`` refused an image change (a major version without ``--path``, no proven backup), or the new
+    image did not come up and the previous one was put back; the message says which image runs now."""
+
+    exit_code = 16
 
 
 class SwarmError(NndbError):

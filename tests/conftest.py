@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.replication",
     "tests.fixtures.swarm",
+    "tests.fixtures.upgrade_images",
 ]

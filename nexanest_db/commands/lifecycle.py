@@ -4,7 +4,9 @@ Both are run by the stack itself (docs/deploy.md) and can be run by hand:
 
 - ``wait-ready <stack>``: the first post-apply step. Returns once every database answers on its
   published port; otherwise one line naming the container, its state and its last log lines
-  (exit 4).
+  (exit 4). The bound: ``--timeout``, else ``NNDB_WAIT_READY_TIMEOUT_S`` (what ``nndb upgrade`` sets
+  around its deploy, so the deploy waits no longer than ``--wait-timeout``), else the config's
+  ``healthcheck.deploy_wait_timeout_s``.
 - ``before-destroy <stack>``: the destroy guard's provisioner, which Terraform runs before it removes
   any container or data volume. Refuses (exit 8) unless ``[destroy] require_confirmation = false``
   or ``NNDB_CONFIRM_DESTROY=<stack>``; then takes a backup of every service database and proves it
@@ -25,8 +27,9 @@ from nexanest_db.commands.hooks import MIN_TIMEOUT_S, BackupDir, ConnectTimeout,
 from nexanest_db.commands.output import set_result
 from nexanest_db.commands.progress import Steps
 from nexanest_db.engine import Engine
-from nexanest_db.errors import BackupError, ConnectionFailed, DestroyRefused
+from nexanest_db.errors import BackupError, ConfigError, ConnectionFailed, DestroyRefused
 from nexanest_db.operations.backup import take_and_verify
+from nexanest_db.operations.upgrade import WAIT_READY_TIMEOUT_VARIABLE
 from nexanest_db.readiness import targets_for, wait_ready
 
 CONFIRM_VARIABLE = "NNDB_CONFIRM_DESTROY"
@@ -35,9 +38,25 @@ SKIP_BACKUP_VARIABLE = "NNDB_DESTROY_WITHOUT_BACKUP"
 Timeout = Annotated[
     float | None,
     typer.Option(
-        "--timeout", min=MIN_TIMEOUT_S, help="seconds to wait, > 0 (default: healthcheck.deploy_wait_timeout_s of the stack's config)"
+        "--timeout",
+        min=MIN_TIMEOUT_S,
+        help="seconds to wait, > 0 (default: NNDB_WAIT_READY_TIMEOUT_S, else healthcheck.deploy_wait_timeout_s of the stack's config)",
     ),
 ]
+
+
+def _timeout_from(environ: dict[str, str], default: float) -> float:
+    """``NNDB_WAIT_READY_TIMEOUT_S`` (``nndb upgrade`` bounds the deploy's wait by its ``--wait-timeout``), else ``default``."""
+    raw = environ.get(WAIT_READY_TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value >= MIN_TIMEOUT_S or value == float("inf"):
+        raise ConfigError(f"{WAIT_READY_TIMEOUT_VARIABLE}={raw!r}: give the seconds to wait, a number > 0, or unset it")
+    return value
 
 
 def wait_ready_command(stack: Stack, project_dir: ProjectDir = None, timeout: Timeout = None) -> None:
@@ -49,7 +68,7 @@ def wait_ready_command(stack: Stack, project_dir: ProjectDir = None, timeout: Ti
     config = resolved.config
     engine = Engine.for_config(config, ssh_host_override=resolved.endpoints.db_host_override)
     targets = targets_for(config, resolved.endpoints.for_instance)
-    limit = timeout if timeout is not None else float(config.healthcheck.deploy_wait_timeout_s)
+    limit = timeout if timeout is not None else _timeout_from(resolved.environ, float(config.healthcheck.deploy_wait_timeout_s))
     steps = Steps()
     with steps.step(f"waiting for {', '.join(t.instance for t in targets)} of {stack} (up to {limit:.0f}s)"):
         readiness = wait_ready(targets, timeout_s=limit, engine=engine)

@@ -407,6 +407,9 @@ def from_plan_json(plan: Document, *, detail: str) -> InfraChanges:
 # --- verdict ------------------------------------------------------------------------------------
 
 
+DATABASE_INSTANCES = ("postgres", "timescale", "redis")
+
+
 def _names(changes: list[ResourceChange]) -> str:
     return ", ".join(c.name for c in changes)
 
@@ -464,4 +467,8 @@ def verdict(infra: InfraChanges) -> Verdict:
     if updated:
         parts.append(f"updates {_names(updated)} in place")
         level = "in-place" if level == "none" else level
+    # A database's image (not an exporter's): `nndb upgrade` applies it with a proven backup and the way back.
+    upgraded = [c.name for c in of("replace", "docker_image") if c.name in DATABASE_INSTANCES]
+    if upgraded:
+        parts.append(f"a database image changes ({', '.join(upgraded)}): apply it with `nndb upgrade` (docs/runbooks/upgrade-image.md)")
     return Verdict(level=level, line="; ".join(parts))

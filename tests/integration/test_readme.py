@@ -33,6 +33,7 @@ ELSEWHERE = {
     "nndb plan": "needs a git base ref (test_plan.py)",
     "nndb failover": "needs a replica (tests/e2e/test_failover_engine.py)",
     "nndb swarm secrets": "needs a Swarm manager (tests/e2e/test_swarm_secrets.py)",
+    "nndb upgrade": "changes an image: needs the Docker engine (tests/e2e/test_upgrade_engine.py)",
 }
 TABLE_COMMAND = re.compile(r"^\| `(nndb [^`<]+?)\s*(?:<[^`]*)?`", re.M)
 

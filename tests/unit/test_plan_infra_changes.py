@@ -82,6 +82,7 @@ def test_an_image_change_replaces_the_image_and_through_its_id_the_container(bas
     assert any(a.path == "triggers_replace.container_redis" and a.via == "docker_container.redis (replaced)" for a in hooks.attributes)
     line = verdict(infra).line
     assert line.startswith("replaces the redis container: brief downtime; replaces the redis image; re-runs the post-apply hooks")
+    assert line.endswith("; a database image changes (redis): apply it with `nndb upgrade` (docs/runbooks/upgrade-image.md)"), line
 
 
 def test_a_changed_first_start_script_reaches_both_postgres_containers_through_its_local(base: dict, tmp_path: Path) -> None:
