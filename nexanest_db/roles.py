@@ -18,8 +18,13 @@ from nexanest_db.config import EnvironmentConfig, ServiceConfig
 
 SUPERUSER_SECRETS: dict[str, str] = {"postgres": "postgres_superuser", "timescale": "timescale_superuser"}
 REDIS_DEFAULT_SECRET = "redis_default"  # noqa: S105 -- a secret NAME, not a value
-# barman's login on each PostgreSQL instance where [backup] pitr = true (sql/init/04-replication-role.sql)
+# The replication login on each PostgreSQL instance where [backup] pitr = true (barman) or the instance has
+# replicas (their pg_basebackup and streaming): sql/init/04-replication-role.sql, secret <instance>_replication.
 REPLICATION_ROLE = "nndb_replication"
+# Redis replicas authenticate to the primary as this ACL user (masteruser/masterauth): replication commands only.
+REDIS_REPLICATION_USER = "nndb_replication"
+REDIS_REPLICATION_SECRET = "redis_replication"  # noqa: S105 -- a secret NAME, not a value
+REDIS_REPLICATION_RULES: tuple[str, ...] = ("+psync", "+replconf", "+ping")
 REDIS_SERVICE_COMMANDS: tuple[str, ...] = ("+@all", "-@dangerous")
 
 

@@ -29,6 +29,10 @@ TLS (``tls.enabled`` only, ``required_secret_names``): ``tls_ca_cert`` is the cl
 check); the PostgreSQL/TimescaleDB/Redis server certificate and key pairs are uploaded into the
 containers. All seven are PEM and have no dev default anywhere.
 
+Replication (``required_secret_names``): ``<instance>_replication`` where the backup policy has
+PITR (barman's, nndb only) or the instance has replicas (then Terraform uploads it into the replica
+containers too); ``redis_replication`` only where Redis has replicas.
+
 How the values reach Terraform without entering ``cdk.tf.json`` is described
 in docs/secrets.md: the stack's ``data "external"`` source runs
 ``nndb secrets terraform-external <stack>`` with ``external_query(...)`` as its
@@ -45,7 +49,7 @@ from typing import Protocol
 
 from pydantic import SecretStr, ValidationError
 
-from nexanest_db.config import DEV_DEFAULT_ENVIRONMENTS, STACKS, EnvironmentConfig, SecretsConfig, read_bounded
+from nexanest_db.config import DEV_DEFAULT_ENVIRONMENTS, INSTANCES, STACKS, EnvironmentConfig, SecretsConfig, read_bounded
 from nexanest_db.errors import SecretsError
 
 DEV_DEFAULT_PASSWORD = "dev_password"  # noqa: S105 -- the ADR's public local/dev default, refused elsewhere
@@ -75,7 +79,11 @@ class SecretSpec:
     # Characters the consumer cannot take, refused in every environment: postgres_exporter 0.11.1
     # rejects a DSN whose password has whitespace or quotes, and then logs that DSN, password included.
     forbidden: str = ""
-    pitr: bool = False  # needed only where the backup policy has pitr = true (the replication roles)
+    pitr: bool = False  # needed where the backup policy has pitr = true (the replication roles)
+    # Needed where this instance has replicas ([replication.<instance>]), and then Terraform needs it too:
+    # the replica containers get it as a file (docs/topology.md). With pitr or replica_of set, ``terraform``
+    # says only that Terraform may need it; ``required_secret_names`` decides per environment.
+    replica_of: str | None = None
 
 
 SECRET_SPECS: tuple[SecretSpec, ...] = (
@@ -121,19 +129,28 @@ SECRET_SPECS: tuple[SecretSpec, ...] = (
     SecretSpec(name="redis_tls_cert", env_var="REDIS_TLS_CERT", description="Redis server certificate (PEM)", tls=True),
     SecretSpec(name="redis_tls_key", env_var="REDIS_TLS_KEY", description="Redis server private key (PEM)", tls=True),
     # Point-in-time recovery (only with backup.pitr): the role the backup repository (barman) streams WAL and base backups with.
+    # Streaming replicas ([replication.<instance>]) bootstrap and stream with the same role.
     SecretSpec(
         name="postgres_replication",
         env_var="POSTGRES_REPLICATION_PASSWORD",
-        description="PostgreSQL replication role (PITR repository)",
-        terraform=False,
+        description="PostgreSQL replication role (PITR repository, replicas)",
         pitr=True,
+        replica_of="postgres",
     ),
     SecretSpec(
         name="timescale_replication",
         env_var="TIMESCALE_REPLICATION_PASSWORD",
-        description="TimescaleDB replication role (PITR repository)",
-        terraform=False,
+        description="TimescaleDB replication role (PITR repository, replicas)",
         pitr=True,
+        replica_of="timescale",
+    ),
+    # The Redis replicas' ACL user on the primary (masterauth): written as one plain token into the replica's config file.
+    SecretSpec(
+        name="redis_replication",
+        env_var="REDIS_REPLICATION_PASSWORD",
+        description="Redis replicas' ACL user on the primary",
+        replica_of="redis",
+        forbidden=EXPORTER_DSN_FORBIDDEN,
     ),
 )
 SECRET_NAMES: tuple[str, ...] = tuple(spec.name for spec in SECRET_SPECS)  # every credential
@@ -144,19 +161,31 @@ _SPEC_BY_NAME = {spec.name: spec for spec in SECRET_SPECS}
 
 
 def required_secret_names(
-    config: EnvironmentConfig | None = None, *, tls: bool | None = None, terraform_only: bool = False
+    config: EnvironmentConfig | None = None,
+    *,
+    tls: bool | None = None,
+    replicated: tuple[str, ...] | None = None,
+    terraform_only: bool = False,
 ) -> tuple[str, ...]:
     """The secrets an environment needs: the TLS ones only with ``tls.enabled``; ``terraform_only``: what Terraform gets.
 
-    ``tls`` overrides the config (``terraform-external`` knows the flag only from its query).
+    A replication secret is needed where the backup policy has PITR (nndb's, for barman) or its
+    instance has replicas (then Terraform's too: the replica containers get it). ``tls`` and
+    ``replicated`` override the config (``terraform-external`` knows them only from its query).
     """
     enabled = tls if tls is not None else (config is not None and config.tls.enabled)
     pitr = config is not None and config.backup.pitr
-    return tuple(
-        spec.name
-        for spec in SECRET_SPECS
-        if (enabled or not spec.tls) and (pitr or not spec.pitr) and (spec.terraform or not terraform_only)
-    )
+    with_replicas = replicated if replicated is not None else (config.replicated_instances if config is not None else ())
+
+    def needed(spec: SecretSpec) -> bool:
+        if spec.tls and not enabled:
+            return False
+        if spec.pitr or spec.replica_of:
+            for_replicas = spec.replica_of in with_replicas
+            return for_replicas if terraform_only else for_replicas or (spec.pitr and pitr)
+        return spec.terraform or not terraform_only
+
+    return tuple(spec.name for spec in SECRET_SPECS if needed(spec))
 
 
 def spec_for(name: str) -> SecretSpec:
@@ -391,6 +420,8 @@ def external_query(config: EnvironmentConfig) -> dict[str, str]:
     query = {"stack": config.stack, "secrets": config.secrets.model_dump_json(exclude_none=True)}
     if config.tls.enabled:  # absent means off: the queries of stacks without TLS stay as they were
         query["tls"] = "enabled"
+    if config.replicated_instances:  # absent means none, as for tls
+        query["replicas"] = ",".join(config.replicated_instances)
     return query
 
 
@@ -402,6 +433,19 @@ def tls_from_query(stack: str, query: Mapping[str, object]) -> bool:
     if raw != "enabled":
         raise SecretsError(f"{stack}: query field 'tls' must be 'enabled' or absent; re-synthesize (cdktf synth)")
     return True
+
+
+def replicated_from_query(stack: str, query: Mapping[str, object]) -> tuple[str, ...]:
+    """The instances ``external_query`` said have replicas (their replication secrets are then Terraform's)."""
+    raw = query.get("replicas")
+    if raw is None:
+        return ()
+    names = tuple(raw.split(",")) if isinstance(raw, str) else ()
+    if not names or any(name not in INSTANCES for name in names) or len(set(names)) != len(names):
+        raise SecretsError(
+            f"{stack}: query field 'replicas' must list instances ({', '.join(INSTANCES)}) or be absent; re-synthesize (cdktf synth)"
+        )
+    return names
 
 
 def secrets_config_from_query(stack: str, query: Mapping[str, object]) -> SecretsConfig | None:

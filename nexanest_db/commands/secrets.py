@@ -23,6 +23,7 @@ from nexanest_db.errors import SecretsError
 from nexanest_db.secrets import (
     CredentialSource,
     check_all,
+    replicated_from_query,
     required_secret_names,
     resolve_all,
     secrets_config_from_query,
@@ -100,7 +101,7 @@ def terraform_external(stack: StackArg) -> None:
     else:
         # The query carries the secrets config: no project files needed (a Terraform Cloud agent has only the stack directory).
         source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here())
-        names = required_secret_names(tls=tls_from_query(stack, query), terraform_only=True)
+        names = required_secret_names(tls=tls_from_query(stack, query), replicated=replicated_from_query(stack, query), terraform_only=True)
     values = resolve_all(source, names)
     if is_json():
         set_result({name: value.get_secret_value() for name, value in values.items()})

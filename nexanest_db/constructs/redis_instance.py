@@ -99,9 +99,10 @@ class RedisInstance(Construct):
             Fn.format("user %s on #%s %s\n", [user.name, user.password_sha256, " ".join(user.rules)])
             for user in sorted(props.acl_users, key=lambda u: u.name)
         ]
+        self.acl_content: str = Fn.join("", acl_lines)  # a replica serves the same users (constructs/redis_replica.py)
         files = [
             FileUpload(path=props.config_path, content=props.config_content),
-            FileUpload(path=props.acl_path, content=Fn.join("", acl_lines), permissions="0600"),
+            FileUpload(path=props.acl_path, content=self.acl_content, permissions="0600"),
             FileUpload(path=PASSWORD_FILE, content=props.password),
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).

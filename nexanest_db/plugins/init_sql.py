@@ -1,5 +1,7 @@
 """Built-in plugin ``init_sql``: the maintenance databases closed (``sql/init/00-harden-maintenance.sql``,
-every run), then every service's roles and database (``sql/init/01-create-databases.sql``).
+every run), then every service's roles and database (``sql/init/01-create-databases.sql``), and where
+an instance has streaming replicas, the replication role and one slot per replica
+(``nexanest_db.operations.replica_setup``) before the replica containers start.
 
 Login-role passwords follow the current credentials on every run: the step compares a SCRAM
 verifier with ``pg_authid`` and sends ``ALTER ROLE ... PASSWORD '<verifier>'`` only when the
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.operations.init_roles import MAINTENANCE_STEP_FILE, STEP_FILE, step_values
+from nexanest_db.operations.pitr import REPLICATION_SECRETS
+from nexanest_db.operations.replica_setup import ensure_replica_prerequisites, replicated_postgres
 from nexanest_db.roles import postgres_instances
 from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
 
@@ -28,6 +32,8 @@ def nndb_preflight(context: HookContext) -> None:
     for service in context.services:
         for role in service.login_roles:
             context.password(role.secret)  # a missing secret stops the run before anything changes
+    for instance in replicated_postgres(context):
+        context.password(REPLICATION_SECRETS[instance])
 
 
 @hookimpl
@@ -42,4 +48,5 @@ def nndb_init_sql(context: HookContext) -> list[Change]:
         conn = context.pg(service.instance)
         for title in run_steps(conn, steps, step_values(context, service)):
             changes.append(Change(subject=service.subject, summary=title))
+    changes += [Change(subject=instance, summary=title) for instance, title in ensure_replica_prerequisites(context)]
     return changes

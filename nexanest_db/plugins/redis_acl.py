@@ -16,8 +16,9 @@ import redis
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.operations.redis_acl import acl_text, service_user, sha256_hex
+from nexanest_db.operations.replica_setup import redis_replication_user
 from nexanest_db.redis_session import acl_user as get_user
-from nexanest_db.roles import REDIS_DEFAULT_SECRET
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, REDIS_REPLICATION_SECRET, REDIS_REPLICATION_USER
 
 
 @hookimpl
@@ -25,6 +26,8 @@ def nndb_preflight(context: HookContext) -> None:
     context.redis()
     for service in context.services:
         context.password(service.redis_secret)
+    if context.config.replicas_of("redis"):
+        context.password(REDIS_REPLICATION_SECRET)
 
 
 @hookimpl
@@ -49,6 +52,13 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
         else:
             summary = f"reset Redis user {service.redis_user} to keys {service.redis_prefix}*"
         changes.append(Change(subject="redis", summary=summary))
+    if context.config.replicas_of("redis"):  # the replicas' user is in the uploaded ACL file; repaired like the others
+        wanted = redis_replication_user(context.password(REDIS_REPLICATION_SECRET))
+        actual = get_user(client, REDIS_REPLICATION_USER)
+        if wanted.differences(actual):
+            client.execute_command("ACL", "SETUSER", REDIS_REPLICATION_USER, *wanted.rules)
+            verb = "created" if actual is None else "reset"
+            changes.append(Change(subject="redis", summary=f"{verb} Redis user {REDIS_REPLICATION_USER} (replication commands only)"))
     if changes:
         try:
             client.execute_command("ACL", "SAVE")

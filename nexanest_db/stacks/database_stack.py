@@ -41,10 +41,11 @@ from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR
 from nexanest_db.constructs.shared import shared_text, standard_labels
 from nexanest_db.monitoring import IDENTITIES_FILE, MONITOR_SECRETS
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
-from nexanest_db.roles import REDIS_DEFAULT_SECRET, REPLICATION_ROLE, SUPERUSER_SECRETS, all_services
+from nexanest_db.roles import REDIS_DEFAULT_SECRET, SUPERUSER_SECRETS, all_services
 from nexanest_db.secrets import external_query, required_secret_names
 from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
+from nexanest_db.stacks.replicas import add_replicas, redis_replication_users, replication_role_for
 
 TLS_SECRETS = {"postgres": ("postgres_tls_cert", "postgres_tls_key"), "timescale": ("timescale_tls_cert", "timescale_tls_key")}
 
@@ -152,7 +153,7 @@ class DatabaseStack(TerraformStack):
                     protect_data=config.protected,
                     wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
                     tls=tls,
-                    replication_role=REPLICATION_ROLE if config.backup.pitr and tls is not None else None,
+                    replication_role=replication_role_for(config, instance),
                 ),
             )
 
@@ -180,6 +181,7 @@ class DatabaseStack(TerraformStack):
                         password_sha256=secrets.sha256(MONITOR_SECRETS["redis"]),
                         rules=inputs.identities.redis.rules,
                     ),
+                    *redis_replication_users(config, secrets),
                 ],
                 published=published("redis"),
                 limits=limits("redis"),
@@ -217,12 +219,18 @@ class DatabaseStack(TerraformStack):
                 monitoring_file=str(inputs.paths.monitoring_dir / IDENTITIES_FILE),
             ),
         )
+        replicas = add_replicas(self, inputs, primaries=instances, secrets=secrets, health=health, after=[hooks.resource])
         DestroyGuard(
             self,
             "destroy-guard",
             props=DestroyGuardProps(
                 stack=inputs.stack,
-                depends_on=[hooks.resource, *(instance.container for instance in instances.values()), *(e.container for e in exporters)],
+                depends_on=[
+                    hooks.resource,
+                    *(instance.container for instance in instances.values()),
+                    *(e.container for e in exporters),
+                    *replicas.containers,
+                ],
                 environment=hooks.environment,
             ),
         )

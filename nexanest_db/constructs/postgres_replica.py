@@ -1,0 +1,192 @@
+"""A streaming replica of one PostgreSQL/TimescaleDB instance, on its own Docker engine (docs/topology.md).
+
+The official image of the primary, unchanged. ``config/replica-bootstrap.sh`` (uploaded) is the
+entrypoint in front of the image's own: on an empty data volume it clones the primary with
+``pg_basebackup`` as the replication role through the replica's physical slot (the post-apply hooks
+create both before this container exists: it depends on them), ``-R`` writing ``standby.signal`` and
+``primary_conninfo``; then the image's entrypoint starts the server, a hot standby. The replication
+password arrives as a file (a sensitive Terraform reference: never in ``cdk.tf.json``), and the
+primary's certificate is verified against the uploaded CA where TLS is on.
+
+Its postgresql.conf and pg_hba.conf are the primary's (the clone takes them over after a promotion).
+Its health check: accepting connections, and in recovery — or, once the config names it the primary
+(after ``nndb failover``), out of recovery.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cdktf import ITerraformDependable, TerraformProvider
+from cdktf_cdktf_provider_docker.container import Container
+from cdktf_cdktf_provider_docker.image import Image
+from constructs import Construct
+
+from nexanest_db.constructs import shared
+from nexanest_db.constructs.postgres_instance import DATA_DIR, hba_content
+from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
+from nexanest_db.rendering import HBA_PATH, TLS_CA_PATH, TLS_CERT_PATH, TLS_KEY_PATH, TLS_KEY_UPLOAD_PATH
+
+BOOTSTRAP_PATH = "/usr/local/bin/nndb-replica-bootstrap.sh"
+REPLICATION_PASSWORD_FILE = "/run/secrets/replication_password"  # noqa: S105 - a path, not a password
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_HOST = re.compile(r"^[A-Za-z0-9.:-]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresReplicaTls:
+    """The instance's TLS pair (its certificate names every node's endpoint host) and the CA the replica verifies the primary with."""
+
+    cert: str
+    key: str
+    ca: str
+    sslmode: str = "verify-full"
+
+    def __post_init__(self) -> None:
+        if not (self.cert and self.key and self.ca):
+            raise ValueError("a TLS replica needs the certificate, the key and the CA")
+        if self.sslmode not in {"verify-full", "verify-ca", "require"}:
+            raise ValueError(f"sslmode must be verify-full, verify-ca or require, got {self.sslmode!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresReplicaProps:
+    container_name: str
+    image: str  # the primary's image, as given
+    superuser: str
+    provider: TerraformProvider  # the replica host's Docker provider alias (constructs/docker_engine.py)
+    primary_host: str
+    primary_port: int
+    replication_role: str
+    slot: str
+    replication_password: str  # a sensitive Terraform reference
+    published: PublishedPort
+    limits: ContainerLimits
+    health: HealthPolicy
+    config_path: str
+    config_content: str  # the primary's rendered postgresql.conf
+    config_local_name: str  # the Terraform local holding it, shared by the instance's replicas
+    bootstrap_script: str  # config/replica-bootstrap.sh
+    labels: Mapping[str, str]
+    tls: PostgresReplicaTls | None = None
+    wal_archive_dir: str | None = None  # after a promotion it archives like the primary did
+    protect_data: bool = False  # after a failover this volume holds the only primary's data
+    serves_as_primary: bool = False  # the config names this replica the primary (after `nndb failover`)
+    depends_on: Sequence[ITerraformDependable] = ()
+    log_opts: Mapping[str, str] = field(default_factory=lambda: {"max-size": "10m", "max-file": "3"})
+
+    def __post_init__(self) -> None:
+        for name, value in (("superuser", self.superuser), ("replication_role", self.replication_role), ("slot", self.slot)):
+            if not _IDENTIFIER.match(value):
+                raise ValueError(f"{name} must be a plain PostgreSQL identifier, got {value!r}")
+        if not self.image or any(c.isspace() for c in self.image):
+            raise ValueError(f"image must be a reference like postgres:15, got {self.image!r}")
+        if not _HOST.match(self.primary_host):
+            raise ValueError(f"primary_host must be a host name or IP address, got {self.primary_host!r}")
+        if not 1 <= self.primary_port <= 65535:
+            raise ValueError(f"primary_port out of range: {self.primary_port}")
+        if not self.replication_password:
+            raise ValueError("the replica needs the replication role's password (a sensitive reference)")
+        if not self.bootstrap_script.startswith("#!"):
+            raise ValueError("bootstrap_script must be the text of config/replica-bootstrap.sh")
+
+
+def replica_entrypoint(tls: bool) -> list[str]:
+    """The bootstrap script; with TLS, after giving postgres its own 0600 copy of the key (as the primary's wrapper does)."""
+    if not tls:
+        return [BOOTSTRAP_PATH]
+    script = f'set -e; install -m 0600 -o postgres -g postgres {TLS_KEY_UPLOAD_PATH} {TLS_KEY_PATH}; exec {BOOTSTRAP_PATH} "$@"'
+    return ["/bin/sh", "-c", script, "nndb-replica-entrypoint"]
+
+
+def replica_healthcheck_command(*, superuser: str, port: int, serves_as_primary: bool) -> str:
+    """Accepting connections over TCP, and the role the config expects: in recovery (a standby) or not (the primary)."""
+    expected = "f" if serves_as_primary else "t"
+    return (
+        f"pg_isready -U {superuser} -h 127.0.0.1 -p {port} && "
+        f'test "$(psql -XtAq -U {superuser} -d postgres -p {port} -c "SELECT pg_is_in_recovery()")" = {expected}'
+    )
+
+
+class PostgresReplica(Construct):
+    BORN_WITH_STABLE_ADDRESSES = True  # no moved block (stacks/addresses.py): never had a hashed address
+
+    def __init__(self, scope: Construct, id: str, *, props: PostgresReplicaProps) -> None:
+        super().__init__(scope, id)
+        self.image = Image(self, "image", name=props.image, keep_locally=True, provider=props.provider)
+        self.data_volume = shared.named_volume(
+            self, "data", name=f"{props.container_name}-data", labels=props.labels, protect=props.protect_data
+        )
+        self.data_volume.provider = props.provider
+        mounts = [shared.volume_mount(self.data_volume.name, DATA_DIR)]
+        if props.wal_archive_dir:
+            wal = shared.named_volume(
+                self, "wal-archive", name=f"{props.container_name}-wal-archive", labels=props.labels, protect=props.protect_data
+            )
+            wal.provider = props.provider
+            mounts.append(shared.volume_mount(wal.name, props.wal_archive_dir))
+
+        tls = props.tls is not None
+        # Texts every replica of the instance (or every replica) shares: one copy each in cdk.tf.json, as Terraform locals.
+        config_local = shared.shared_text(self, f"{props.config_local_name}", props.config_content)
+        files = [
+            FileUpload(path=props.config_path, content=config_local),
+            FileUpload(
+                path=BOOTSTRAP_PATH, content=shared.shared_text(self, "replica-bootstrap", props.bootstrap_script), permissions="0555"
+            ),
+            # Read by the bootstrap script (as root) into the postgres user's 0600 passfile.
+            FileUpload(path=REPLICATION_PASSWORD_FILE, content=props.replication_password, permissions="0400"),
+            # The primary's pg_hba.conf, one copy in cdk.tf.json (the same Terraform local).
+            FileUpload(
+                path=HBA_PATH,
+                content=shared.shared_text(
+                    self, "pg-hba-tls" if tls else "pg-hba-replication", hba_content(props.replication_role, tls=tls)
+                ),
+            ),
+        ]
+        env = {
+            "PGDATA": f"{DATA_DIR}/pgdata",
+            "NNDB_PRIMARY_HOST": props.primary_host,
+            "NNDB_PRIMARY_PORT": str(props.primary_port),
+            "NNDB_REPLICATION_USER": props.replication_role,
+            "NNDB_REPLICATION_SLOT": props.slot,
+            "NNDB_REPLICATION_PASSWORD_FILE": REPLICATION_PASSWORD_FILE,
+            "NNDB_PRIMARY_SSLMODE": "disable",
+        }
+        if props.tls is not None:
+            files += [
+                FileUpload(path=TLS_CERT_PATH, content=props.tls.cert, permissions="0444"),
+                FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
+                FileUpload(path=TLS_CA_PATH, content=props.tls.ca, permissions="0444"),
+            ]
+            env |= {"NNDB_PRIMARY_SSLMODE": props.tls.sslmode, "NNDB_PRIMARY_SSLROOTCERT": TLS_CA_PATH}
+        port = props.published.container_port
+        self.container = Container(
+            self,
+            "container",
+            provider=props.provider,
+            name=props.container_name,
+            image=self.image.image_id,
+            entrypoint=replica_entrypoint(tls),
+            # hot_standby is PostgreSQL 15's default; stated so the container definition says what it is.
+            command=["postgres", "-c", f"config_file={props.config_path}", "-c", "hot_standby=on"],
+            env=sorted(f"{key}={value}" for key, value in env.items()),
+            upload=shared.uploads(files),
+            mounts=mounts,
+            ports=[shared.port(props.published)],
+            healthcheck=props.health.healthcheck(
+                replica_healthcheck_command(superuser=props.superuser, port=port, serves_as_primary=props.serves_as_primary)
+            ),
+            stop_timeout=60,
+            destroy_grace_seconds=60,
+            depends_on=list(props.depends_on) or None,
+            **shared.runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+        )
+        self.container_name: str = props.container_name
+        self.host_port: int = props.published.host_port
+
+    @property
+    def container_id(self) -> str:
+        return self.container.id
