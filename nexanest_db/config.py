@@ -527,6 +527,10 @@ class InstanceReplication(_Model):
     def _known_primary(self) -> InstanceReplication:
         if PRIMARY_NODE in self.replicas:
             raise ValueError(f"replicas: {PRIMARY_NODE!r} names the stack's own container; give the replica another name")
+        if "exporter" in self.replicas:
+            raise ValueError(
+                "replicas: 'exporter' is the exporter's name (container <prefix>-<instance>-exporter); give the replica another name"
+            )
         if self.primary != PRIMARY_NODE and self.primary not in self.replicas:
             known = ", ".join([PRIMARY_NODE, *sorted(self.replicas)])
             raise ValueError(f"primary: {self.primary!r} is not a node of this instance (known: {known})")
@@ -639,7 +643,6 @@ class EnvironmentConfig(_Model):
                     raise ValueError(f"exporters.{name}.image: prod images must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
             if self.secrets.source != "vault":
                 raise ValueError("secrets.source: prod accepts only 'vault'")
-        self._replicas_placed()
         if self.network.internal:
             raise ValueError(
                 "network.internal: Docker publishes no ports from an internal network, and the stack publishes its "
@@ -651,6 +654,7 @@ class EnvironmentConfig(_Model):
                 "of the prod host (ADR-015: no direct internet access); set it to the host's private address, or set "
                 "[network] allow_all_interfaces = true deliberately"
             )
+        self._replicas_placed()
         if self.protected and not self.tls.enabled:
             raise ValueError(f"tls.enabled: {self.environment} must set tls.enabled = true (ADR-015: TLS for all connections)")
         if self.protected and self.backend.type != "cloud":

@@ -22,7 +22,7 @@ def all_containers(stack: dict) -> dict[str, dict]:
 
 def containers(stack: dict) -> dict[str, dict]:
     """The database containers."""
-    return {name: c for name, c in all_containers(stack).items() if not name.endswith("-exporter")}
+    return {name: c for name, c in all_containers(stack).items() if name in ("postgres", "timescale", "redis")}
 
 
 def exporters(stack: dict) -> dict[str, dict]:
@@ -66,9 +66,24 @@ def test_base_layer_images_and_ports(stacks: dict[str, dict]) -> None:
 def test_providers_target_the_right_engine(stacks: dict[str, dict]) -> None:
     assert stacks["local-db"]["provider"]["docker"] == [{"host": "unix:///var/run/docker.sock"}]
     for name in ("dev-db", "staging-db", "prod-db"):
-        (docker,) = stacks[name]["provider"]["docker"]
-        assert docker["host"] == "ssh://deploy@pgdb.nn.local"
+        # prod: its replicas' host pgdb2.nn.local is a second provider, an alias the replica resources name
+        docker, *aliases = stacks[name]["provider"]["docker"]
+        assert docker["host"] == "ssh://deploy@pgdb.nn.local" and "alias" not in docker
         assert docker["ssh_opts"] == ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+        if name != "prod-db":
+            assert aliases == []
+            continue
+        assert aliases == [
+            {
+                "alias": "replica-host-pgdb2-nn-local",
+                "host": "ssh://deploy@pgdb2.nn.local",
+                "ssh_opts": ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"],
+            }
+        ]
+        for kind, resources in stacks[name]["resource"].items():
+            for address, resource in resources.items():
+                expected = "docker.replica-host-pgdb2-nn-local" if "_replica_" in address else None
+                assert resource.get("provider") == expected, f"{kind}.{address}"
 
 
 def test_backends(stacks: dict[str, dict]) -> None:
