@@ -93,6 +93,11 @@ class PostgresReplicaProps:
             raise ValueError("bootstrap_script must be the text of config/replica-bootstrap.sh")
 
 
+def terraform_literal(text: str) -> str:
+    """``text`` as a Terraform string literal: a shell script's ``${VAR}`` would otherwise be an interpolation."""
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
 def replica_entrypoint(tls: bool) -> list[str]:
     """The bootstrap script; with TLS, after giving postgres its own 0600 copy of the key (as the primary's wrapper does)."""
     if not tls:
@@ -134,7 +139,9 @@ class PostgresReplica(Construct):
         files = [
             FileUpload(path=props.config_path, content=config_local),
             FileUpload(
-                path=BOOTSTRAP_PATH, content=shared.shared_text(self, "replica-bootstrap", props.bootstrap_script), permissions="0555"
+                path=BOOTSTRAP_PATH,
+                content=shared.shared_text(self, "replica-bootstrap", terraform_literal(props.bootstrap_script)),
+                permissions="0555",
             ),
             # Read by the bootstrap script (as root) into the postgres user's 0600 passfile.
             FileUpload(path=REPLICATION_PASSWORD_FILE, content=props.replication_password, permissions="0400"),

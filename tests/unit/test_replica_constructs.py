@@ -27,6 +27,7 @@ from nexanest_db.constructs import (
 from nexanest_db.constructs.postgres_replica import replica_healthcheck_command
 from nexanest_db.stacks.replicas import provider_aliases
 from tests.support.project import REPO_ROOT, copy_project, synth
+from tests.support.realize import UNESCAPED, unescape
 
 HEALTH = HealthPolicy(interval_s=30, timeout_s=10, retries=5, start_period_s=10)
 BOOTSTRAP = (REPO_ROOT / "config" / "replica-bootstrap.sh").read_text()
@@ -100,7 +101,9 @@ def test_postgres_replica_clones_through_its_slot_on_its_own_host() -> None:
     }
     assert files["/usr/local/bin/nndb-replica-bootstrap.sh"]["permissions"] == "0555"
     # shared texts are Terraform locals: one copy in cdk.tf.json however many replicas
-    assert document["locals"]["replica-bootstrap"] == BOOTSTRAP
+    # a Terraform literal: the script's ${VAR} escaped as $${VAR}, or Terraform would evaluate it
+    assert "${PGDATA" in BOOTSTRAP and unescape(document["locals"]["replica-bootstrap"]) == BOOTSTRAP
+    assert not UNESCAPED.search(document["locals"]["replica-bootstrap"])
     assert files["/usr/local/bin/nndb-replica-bootstrap.sh"]["content"] == "${local.replica-bootstrap}"
     assert "host     replication nndb_replication all scram-sha-256" in document["locals"]["pg-hba-replication"]
     assert container["ports"] == [{"external": 15432, "internal": 5432, "ip": "10.0.0.12", "protocol": "tcp"}]
@@ -308,6 +311,8 @@ def test_replica_endpoints_are_outputs_and_the_query_names_the_replicated_instan
 
 def test_no_secret_value_in_a_stack_with_replicas(dev_with_replicas: tuple[Path, dict]) -> None:
     _, dev = dev_with_replicas
+    for name, local in dev["locals"].items():  # plain texts: nothing Terraform would evaluate
+        assert not UNESCAPED.search(local), name
     text = json.dumps(dev)
     assert "dev_password" not in text
     for name in ("postgres_replication", "redis_replication"):

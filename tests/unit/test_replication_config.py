@@ -65,7 +65,8 @@ def test_after_a_failover_the_endpoint_is_the_replicas_unless_overridden(tmp_pat
         ),
         (REPLICA.format(primary="primary").replace("replicas.replica-1", "replicas.exporter"), "'exporter' is the exporter's name"),
         (
-            REPLICA.format(primary="primary") + REPLICA.format(primary="primary").split("\n\n", 1)[1].replace("replica-1", "replica_1").replace("5432", "5434"),
+            REPLICA.format(primary="primary")
+            + REPLICA.format(primary="primary").split("\n\n", 1)[1].replace("replica-1", "replica_1").replace("5432", "5434"),
             "replication slot nndb_replica_replica_1",
         ),
         (REPLICA.format(primary="primary").replace("port = 5432", 'port = 5432\nbind_address = "pgdb2"'), "is not an IP address"),
