@@ -42,14 +42,16 @@ from tests.support.realize import (
     VOLUME_FIELDS,
     Terraform,
     base_environment,
+    bridge_gateway,
+    configure_replica_copy,
     container_log,
     create_args,
+    data_source_values,
     docker,
     fail,
     teardown,
     upload_tar,
 )
-from tests.support.standins import point_at_standins
 
 pytestmark = pytest.mark.e2e
 STACK = "local-db"
@@ -101,13 +103,6 @@ class Tier:
         return result.stdout + result.stderr
 
 
-def bridge_gateway() -> str:
-    out = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").stdout.decode().strip()
-    if not out:
-        fail("docker network inspect bridge: no gateway address; the replica test publishes on it")
-    return out
-
-
 def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float, log_of: str | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
@@ -140,46 +135,6 @@ def wait_healthy(tier: Tier, containers: tuple[str, ...], timeout_s: float) -> N
             time.sleep(1)
 
 
-def configure(root: Path, prefix: str, gateway: str, ports: dict[str, int]) -> None:
-    config_file = root / "config" / "local.toml"
-    text = point_at_standins(config_file.read_text())
-    for old, new in (
-        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
-        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
-        ('bind_address = "127.0.0.1"', f'bind_address = "{gateway}"'),
-        ('endpoint_host = "127.0.0.1"', f'endpoint_host = "{gateway}"'),
-    ):
-        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
-        text = text.replace(old, new, 1)
-    # The "other host" is this engine under its own alias; the replicas publish on the gateway too.
-    for instance in ("postgres", "redis"):
-        text += (
-            f"\n[replication.{instance}.replicas.{REPLICA}]\n"
-            'docker = { host = "unix:///var/run/docker.sock" }\n'
-            f'endpoint_host = "{gateway}"\nbind_address = "{gateway}"\nport = {ports[f"{instance}-{REPLICA}"]}\n'
-        )
-    config_file.write_text(text)
-
-
-def data_source_values(document: dict[str, Any], stack_dir: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Each data.external source's program run as Terraform runs it: its query on stdin, from the stack directory."""
-    values: dict[str, dict[str, str]] = {}
-    for source_id, source in document.get("data", {}).get("external", {}).items():
-        result = subprocess.run(
-            source["program"],
-            input=json.dumps(source.get("query", {})),
-            cwd=stack_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            fail(f"data.external.{source_id} program exited {result.returncode}: {result.stderr.strip()}")
-        values[source_id] = json.loads(result.stdout)
-    return values
-
-
 def realize_blocks(tier: Tier, containers: tuple[str, ...]) -> None:
     for container in containers:
         block = tier.blocks[container]
@@ -198,7 +153,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) 
     gateway = bridge_gateway()
     names = [*PRIMARIES, *(f"{i}-exporter" for i in PRIMARIES), f"postgres-{REPLICA}", f"redis-{REPLICA}"]
     ports = {name: free_port() for name in names}
-    configure(root, prefix, gateway, ports)
+    configure_replica_copy(root, prefix, gateway, ports, instances=("postgres", "redis"), replica=REPLICA)
     env = {**base_environment(), **PASSWORDS}
     for instance in PRIMARIES:
         env[f"{instance.upper()}_PORT"] = str(ports[instance])

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from nexanest_db.secrets import SECRET_SPECS
+from tests.support.standins import point_at_standins
 
 
 def fail(message: str) -> None:
@@ -268,3 +269,54 @@ def teardown(prefix: str) -> None:
         subprocess.run(["docker", "network", "rm", name], capture_output=True, timeout=60)
     for name in listed("volume", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}"):
         subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def bridge_gateway() -> str:
+    """The default bridge's gateway: an address of this host that containers reach too (replicas reach their primary there)."""
+    out = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").stdout.decode().strip()
+    if not out:
+        fail("docker network inspect bridge: no gateway address; the replica test publishes on it")
+    return out
+
+
+def configure_replica_copy(
+    root: Path, prefix: str, gateway: str, ports: dict[str, int], *, instances: tuple[str, ...], replica: str
+) -> None:
+    """local.toml of a project copy: this run's names, published on ``gateway``, one replica per instance on this engine."""
+    config_file = root / "config" / "local.toml"
+    text = point_at_standins(config_file.read_text())
+    for old, new in (
+        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
+        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
+        ('bind_address = "127.0.0.1"', f'bind_address = "{gateway}"'),
+        ('endpoint_host = "127.0.0.1"', f'endpoint_host = "{gateway}"'),
+    ):
+        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
+        text = text.replace(old, new, 1)
+    # The "other host" is this engine under its own alias (the replicas reach the primaries at the gateway too).
+    for instance in instances:
+        text += (
+            f"\n[replication.{instance}.replicas.{replica}]\n"
+            'docker = { host = "unix:///var/run/docker.sock" }\n'
+            f'endpoint_host = "{gateway}"\nbind_address = "{gateway}"\nport = {ports[f"{instance}-{replica}"]}\n'
+        )
+    config_file.write_text(text)
+
+
+def data_source_values(document: dict[str, Any], stack_dir: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each data.external source's program run as Terraform runs it: its query on stdin, from the stack directory."""
+    values: dict[str, dict[str, str]] = {}
+    for source_id, source in document.get("data", {}).get("external", {}).items():
+        result = subprocess.run(
+            source["program"],
+            input=json.dumps(source.get("query", {})),
+            cwd=stack_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            fail(f"data.external.{source_id} program exited {result.returncode}: {result.stderr.strip()}")
+        values[source_id] = json.loads(result.stdout)
+    return values
