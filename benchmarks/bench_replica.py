@@ -156,17 +156,23 @@ def run(args: argparse.Namespace, prefix: str, work: Path) -> int:
     )
 
     # Baseline: plain pg_basebackup from the same image, same engine, same endpoint, into a fresh volume.
+    # Run before and after the replica (the page cache and the load of a shared machine move between
+    # runs); the replica is compared with the faster of the two.
     passfile = f"*:*:*:nndb_replication:{PASSWORDS['POSTGRES_REPLICATION_PASSWORD']}\n"
-    baseline = f"{prefix}-baseline"
-    docker("volume", "create", f"{baseline}-data")
     conninfo = f"host={gateway} port={primary_port} user=nndb_replication passfile=/run/pgpass sslmode=disable"
     image = blocks["postgres"]["image"]
-    docker("create", "--name", baseline, "-v", f"{baseline}-data:/backup", "--entrypoint", "pg_basebackup", image,
-           "-d", conninfo, "-D", "/backup/data", "-X", "stream", "-c", "fast")  # fmt: skip
-    docker("cp", "-", f"{baseline}:/", stdin=upload_tar([{"file": "/run/pgpass", "content": passfile, "permissions": "0600"}], "baseline"))
-    start = time.monotonic()
-    docker("start", "-a", baseline, timeout=1800)  # fails on pg_basebackup's non-zero exit
-    base_s = time.monotonic() - start
+
+    def baseline(n: int) -> float:
+        name = f"{prefix}-baseline-{n}"
+        docker("volume", "create", f"{name}-data")
+        docker("create", "--name", name, "-v", f"{name}-data:/backup", "--entrypoint", "pg_basebackup", image,
+               "-d", conninfo, "-D", "/backup/data", "-X", "stream", "-c", "fast")  # fmt: skip
+        docker("cp", "-", f"{name}:/", stdin=upload_tar([{"file": "/run/pgpass", "content": passfile, "permissions": "0600"}], "baseline"))
+        start = time.monotonic()
+        docker("start", "-a", name, timeout=1800)  # fails on pg_basebackup's non-zero exit
+        return time.monotonic() - start
+
+    baselines = [baseline(1)]
 
     # The synthesized replica: docker start until it streams and answers as a standby.
     slot = replication_slot(REPLICA)
@@ -187,14 +193,17 @@ def run(args: argparse.Namespace, prefix: str, work: Path) -> int:
     ours_s = time.monotonic() - start
     with connect(replica_port) as conn:
         assert conn.execute("SELECT count(*) FROM bench").fetchone() == (rows,)
+    baselines.append(baseline(2))
+    base_s = min(baselines)
 
     failed = False
     ratio = ours_s / base_s
     verdict = "ok" if ratio <= TARGET else "MISSED"
     failed |= ratio > TARGET
     print(
-        f"replica bootstrap (start -> streaming standby) {ours_s:7.1f}s   baseline pg_basebackup -X stream -c fast {base_s:7.1f}s   "
-        f"ratio {ratio:4.2f} (target <= {TARGET}) {verdict}"
+        f"replica bootstrap (docker start -> streaming hot standby) {ours_s:6.1f}s   "
+        f"baseline pg_basebackup -X stream -c fast {base_s:6.1f}s (runs before/after: {baselines[0]:.1f}s / {baselines[1]:.1f}s)   "
+        f"ratio {ratio:4.2f} (target <= {TARGET}) {verdict}   load average {os.getloadavg()[0]:.2f}"
     )
 
     if not args.no_switchover:
