@@ -21,6 +21,7 @@ REDIS_DEFAULT_SECRET = "redis_default"  # noqa: S105 -- a secret NAME, not a val
 # The replication login on each PostgreSQL instance where [backup] pitr = true (barman) or the instance has
 # replicas (their pg_basebackup and streaming): sql/init/04-replication-role.sql, secret <instance>_replication.
 REPLICATION_ROLE = "nndb_replication"
+REPLICATION_SECRETS: dict[str, str] = {"postgres": "postgres_replication", "timescale": "timescale_replication"}
 # Redis replicas authenticate to the primary as this ACL user (masteruser/masterauth): replication commands only.
 REDIS_REPLICATION_USER = "nndb_replication"
 REDIS_REPLICATION_SECRET = "redis_replication"  # noqa: S105 -- a secret NAME, not a value

@@ -82,8 +82,9 @@ def terraform_external(stack: StackArg) -> None:
     """Program of the stack's data "external" "secrets": JSON query on stdin, the stack's secrets as JSON on stdout.
 
     Only the secrets Terraform uses are resolved and printed (``required_secret_names(...,
-    terraform_only=True)``: the server TLS pairs only when the query says ``tls = enabled``); the
-    backup encryption key and the clients' CA bundle never enter Terraform state.
+    terraform_only=True)``: the server TLS pairs only when the query says ``tls = enabled``, a
+    replication secret only when its instance is in the query's ``replicas``); the backup
+    encryption key never enters Terraform state.
 
     Terraform runs it at plan time from cdktf.out/stacks/<stack>/; on failure it
     prints one line on stderr and exits non-zero, which stops the plan before

@@ -35,12 +35,11 @@ import psycopg
 from nexanest_db import scram
 from nexanest_db.context import HookContext
 from nexanest_db.errors import PitrError
-from nexanest_db.roles import REPLICATION_ROLE, SUPERUSER_SECRETS, postgres_instances
+from nexanest_db.roles import REPLICATION_ROLE, REPLICATION_SECRETS, SUPERUSER_SECRETS, postgres_instances
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
 
 BARMAN = "barman"
 BARMAN_VERSION = "3.4"  # Debian 12's barman 3.4.0-1, pinned in scripts/setup.sh
-REPLICATION_SECRETS: dict[str, str] = {"postgres": "postgres_replication", "timescale": "timescale_replication"}
 SLOT_NAME = "nndb_barman"
 _BARMAN_ENV = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
 ROLE_FILE = "init/04-replication-role.sql"

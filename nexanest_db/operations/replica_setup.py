@@ -16,9 +16,15 @@ from __future__ import annotations
 from nexanest_db import scram
 from nexanest_db.config import replication_slot
 from nexanest_db.context import HookContext
-from nexanest_db.operations.pitr import REPLICATION_SECRETS, ROLE_FILE
+from nexanest_db.operations.pitr import ROLE_FILE
 from nexanest_db.operations.redis_acl import WantedAclUser, sha256_hex
-from nexanest_db.roles import REDIS_REPLICATION_RULES, REDIS_REPLICATION_SECRET, REDIS_REPLICATION_USER, REPLICATION_ROLE
+from nexanest_db.roles import (
+    REDIS_REPLICATION_RULES,
+    REDIS_REPLICATION_SECRET,
+    REDIS_REPLICATION_USER,
+    REPLICATION_ROLE,
+    REPLICATION_SECRETS,
+)
 from nexanest_db.sqlfiles import StepValues, load_step_file, run_steps
 
 SLOT_FILE = "init/05-replica-slot.sql"

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.operations.init_roles import MAINTENANCE_STEP_FILE, STEP_FILE, step_values
-from nexanest_db.operations.pitr import REPLICATION_SECRETS
 from nexanest_db.operations.replica_setup import ensure_replica_prerequisites, replicated_postgres
-from nexanest_db.roles import postgres_instances
+from nexanest_db.roles import REPLICATION_SECRETS, postgres_instances
 from nexanest_db.sqlfiles import StepFile, StepValues, load_step_file, run_steps
 
 

@@ -36,7 +36,6 @@ from nexanest_db.constructs import (
     RedisTls,
 )
 from nexanest_db.constructs.shared import HealthPolicy, standard_labels
-from nexanest_db.operations.pitr import REPLICATION_SECRETS
 from nexanest_db.rendering import POSTGRES_CONFIG_PATH, REDIS_ACL_PATH, REDIS_CONFIG_PATH, WAL_ARCHIVE_DIR
 from nexanest_db.roles import (
     REDIS_DEFAULT_SECRET,
@@ -44,6 +43,7 @@ from nexanest_db.roles import (
     REDIS_REPLICATION_SECRET,
     REDIS_REPLICATION_USER,
     REPLICATION_ROLE,
+    REPLICATION_SECRETS,
 )
 from nexanest_db.stacks.inputs import StackInputs
 
