@@ -17,6 +17,9 @@
 set -Eeuo pipefail
 
 : "${PGDATA:=/var/lib/postgresql/data}"
+# The postgres user's home for pg_basebackup and the server's walreceiver alike: libpq looks for a client
+# certificate under ~/.postgresql, and root's home (inherited through the image's gosu) is unreadable to postgres.
+export HOME=/var/lib/postgresql
 log() { printf '%s [nndb-replica] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 
 # The server runs as postgres and reads the passfile at every reconnect: its own 0600 copy.

@@ -151,7 +151,10 @@ class PostgresInstance(Construct):
                 FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
                 FileUpload(
                     path=HBA_PATH,
-                    content=shared.shared_text(self, "pg-hba-tls", hba_content(props.replication_role)),
+                    # Two instances may differ (only one with replicas or PITR): one local per variant.
+                    content=shared.shared_text(
+                        self, "pg-hba-tls" if props.replication_role else "pg-hba-tls-clients-only", hba_content(props.replication_role)
+                    ),
                     permissions="0444",
                 ),
             ]

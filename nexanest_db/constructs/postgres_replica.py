@@ -9,8 +9,8 @@ password arrives as a file (a sensitive Terraform reference: never in ``cdk.tf.j
 primary's certificate is verified against the uploaded CA where TLS is on.
 
 Its postgresql.conf and pg_hba.conf are the primary's (the clone takes them over after a promotion).
-Its health check: accepting connections, and in recovery — or, once the config names it the primary
-(after ``nndb failover``), out of recovery.
+Its health check: accepting connections, in recovery and streaming from the primary — or, once the
+config names it the primary (after ``nndb failover``), out of recovery.
 """
 
 from __future__ import annotations
@@ -107,12 +107,14 @@ def replica_entrypoint(tls: bool) -> list[str]:
 
 
 def replica_healthcheck_command(*, superuser: str, port: int, serves_as_primary: bool) -> str:
-    """Accepting connections over TCP, and the role the config expects: in recovery (a standby) or not (the primary)."""
-    expected = "f" if serves_as_primary else "t"
-    return (
-        f"pg_isready -U {superuser} -h 127.0.0.1 -p {port} && "
-        f'test "$(psql -XtAq -U {superuser} -d postgres -p {port} -c "SELECT pg_is_in_recovery()")" = {expected}'
+    """Accepting connections over TCP, and the role the config expects: a standby in recovery whose WAL receiver
+    streams from the primary, or (the replica the config names the primary) out of recovery."""
+    query = (
+        "SELECT NOT pg_is_in_recovery()"
+        if serves_as_primary
+        else "SELECT pg_is_in_recovery() AND EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
     )
+    return f'pg_isready -U {superuser} -h 127.0.0.1 -p {port} && test "$(psql -XtAq -U {superuser} -d postgres -p {port} -c "{query}")" = t'
 
 
 class PostgresReplica(Construct):

@@ -8,7 +8,9 @@ the replica's slot), then the replicas start in the order their ``depends_on`` s
 PostgreSQL replica was cloned by the uploaded bootstrap script through its slot as the replication
 role, streams, is a healthy hot standby (its own health check: in recovery), sees rows written on the
 primary before and after it started, and refuses writes; the Redis replica follows the primary as the
-replication ACL user, serves the services' users from the shared ACL file, and refuses writes.
+replication ACL user, serves the services' users from the shared ACL file, and refuses writes. All of
+it twice: without TLS (local/dev), and with ``[tls] enabled`` (staging/prod), where the clone and the
+streaming run over TLS verified against the CA (verify-full) and the Redis replica replicates over TLS.
 
 The replicas reach the primaries at their published endpoint, so the copy publishes on the engine's
 bridge gateway (reachable from the host and from containers) instead of the loopback. Every container,
@@ -35,7 +37,7 @@ import redis
 from nexanest_db.config import replication_slot
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.docker_engine import DockerEngine
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import free_port, make_pki
 from tests.support.project import REPO_ROOT, copy_project
 from tests.support.realize import (
     NETWORK_FIELDS,
@@ -77,6 +79,11 @@ class Tier:
     blocks: dict[str, dict[str, Any]] = field(default_factory=dict)  # container (name after the prefix) -> evaluated block
     timings: dict[str, float] = field(default_factory=dict)
     hooks_output: str = ""
+    ca_file: Path | None = None  # with [tls] enabled: the CA every client verifies the servers with
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None
 
     def name(self, container: str) -> str:
         return f"{self.prefix}-{container}"
@@ -90,11 +97,13 @@ class Tier:
             password=PASSWORDS["POSTGRES_PASSWORD"],
             autocommit=True,
             connect_timeout=5,
+            **({"sslmode": "verify-full", "sslrootcert": str(self.ca_file)} if self.ca_file else {}),
             **kwargs,
         )
 
     def redis(self, port: int, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(host=self.gateway, port=port, socket_timeout=10, decode_responses=True, **kwargs)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.ca_file), "ssl_cert_reqs": "required"} if self.ca_file else {}
+        return redis.Redis(host=self.gateway, port=port, socket_timeout=10, decode_responses=True, **tls, **kwargs)
 
     def nndb(self, *args: str) -> str:
         result = subprocess.run(["nndb", *args], cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600)
@@ -146,19 +155,30 @@ def realize_blocks(tier: Tier, containers: tuple[str, ...]) -> None:
         docker("start", tier.name(container))
 
 
-@pytest.fixture(scope="module")
-def tier(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[Tier]:
-    root = copy_project(tmp_path_factory.mktemp("replicas") / "project")
-    prefix = f"nndb-rp-{uuid.uuid4().hex[:8]}"
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[Tier]:
+    """The tier without TLS (local/dev's shape), then with ``[tls] enabled`` (staging/prod's: hostssl, verify-full)."""
+    work = tmp_path_factory.mktemp(f"replicas-{request.param}")
+    root = copy_project(work / "project")
+    prefix = f"nndb-rp{request.param[0]}-{uuid.uuid4().hex[:8]}"
     gateway = bridge_gateway()
     names = [*PRIMARIES, *(f"{i}-exporter" for i in PRIMARIES), f"postgres-{REPLICA}", f"redis-{REPLICA}"]
     ports = {name: free_port() for name in names}
     configure_replica_copy(root, prefix, gateway, ports, instances=("postgres", "redis"), replica=REPLICA)
     env = {**base_environment(), **PASSWORDS}
+    ca_file = None
+    if request.param == "tls":
+        # One certificate for every node, with a SAN for the address the clients (and the replicas) use.
+        pki = make_pki(extra_ips=(gateway,))
+        config_file = root / "config" / "local.toml"
+        config_file.write_text(config_file.read_text() + '\n[tls]\nenabled = true\nclient_sslmode = "verify-full"\n')
+        env |= pki.environ
+        ca_file = work / "ca.pem"
+        ca_file.write_text(pki.ca_cert)
     for instance in PRIMARIES:
         env[f"{instance.upper()}_PORT"] = str(ports[instance])
         env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
-    state = Tier(root=root, prefix=prefix, gateway=gateway, ports=ports, env=env)
+    state = Tier(root=root, prefix=prefix, gateway=gateway, ports=ports, env=env, ca_file=ca_file)
     try:
         realize(state)
         yield state
@@ -167,7 +187,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) 
         summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in state.timings.items())
         TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
         with TIMINGS_FILE.open("a") as timings:
-            timings.write(f"local-db with replicas (docker CLI, not a deploy) phases: {summary}\n")
+            timings.write(f"local-db with replicas, {request.param} (docker CLI, not a deploy) phases: {summary}\n")
 
 
 def realize(tier: Tier) -> None:
@@ -238,6 +258,11 @@ def test_the_hooks_create_the_replication_role_and_the_replicas_slot(tier: Tier)
             (slot,),
         ).fetchone()
     assert row == (True, "nndb_replication", slot, "streaming")
+    with tier.pg(tier.ports["postgres"]) as conn:
+        ssl = conn.execute(
+            "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = %s", (slot,)
+        ).fetchone()
+    assert ssl == (tier.tls,), "the replica streams over TLS exactly where TLS is on"
     # a second hooks run has nothing left to do for the replicas
     again = tier.nndb("hooks", "run", STACK)
     assert "replication slot" not in again and "replication role" not in again, again

@@ -108,7 +108,10 @@ def test_postgres_replica_clones_through_its_slot_on_its_own_host() -> None:
     assert "host     replication nndb_replication all scram-sha-256" in document["locals"]["pg-hba-replication"]
     assert container["ports"] == [{"external": 15432, "internal": 5432, "ip": "10.0.0.12", "protocol": "tcp"}]
     assert "networks_advanced" not in container  # another host: the primary is reached at its published endpoint
-    assert container["healthcheck"]["test"][1].endswith('-c "SELECT pg_is_in_recovery()")" = t')
+    assert (
+        "pg_is_in_recovery() AND EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+        in container["healthcheck"]["test"][1]
+    )
     assert "moved" not in json.dumps(document)
 
 
@@ -130,8 +133,9 @@ def test_postgres_replica_with_tls_verifies_the_primary_and_serves_tls() -> None
 def test_a_promoted_replica_is_healthy_out_of_recovery() -> None:
     standby = replica_healthcheck_command(superuser="nexanest", port=5432, serves_as_primary=False)
     primary = replica_healthcheck_command(superuser="nexanest", port=5432, serves_as_primary=True)
-    assert standby.startswith("pg_isready -U nexanest -h 127.0.0.1 -p 5432 && ") and standby.endswith("= t")
-    assert primary.endswith("= f") and primary[:-1] == standby[:-1]
+    assert standby.startswith("pg_isready -U nexanest -h 127.0.0.1 -p 5432 && ") and standby.endswith('" = t')
+    assert "pg_stat_wal_receiver WHERE status = 'streaming'" in standby  # in recovery is not enough: it must stream
+    assert primary.startswith("pg_isready -U nexanest -h 127.0.0.1 -p 5432 && ") and '-c "SELECT NOT pg_is_in_recovery()")" = t' in primary
 
 
 @pytest.mark.parametrize(
@@ -334,5 +338,23 @@ def test_after_a_failover_the_other_replicas_clone_from_the_new_primary(tmp_path
     other = dict(entry.split("=", 1) for entry in containers["postgres_replica_2"]["env"])
     assert (promoted["NNDB_PRIMARY_HOST"], promoted["NNDB_PRIMARY_PORT"]) == ("pgdb.nn.local", "5432")  # unchanged: never clones again
     assert (other["NNDB_PRIMARY_HOST"], other["NNDB_PRIMARY_PORT"]) == ("pgdb2.nn.local", "5432")
-    assert containers["postgres_replica_1"]["healthcheck"]["test"][1].endswith("= f")
-    assert containers["postgres_replica_2"]["healthcheck"]["test"][1].endswith("= t")
+    assert "SELECT NOT pg_is_in_recovery()" in containers["postgres_replica_1"]["healthcheck"]["test"][1]
+    assert "pg_stat_wal_receiver" in containers["postgres_replica_2"]["healthcheck"]["test"][1]
+
+
+def test_with_tls_only_the_instance_with_replicas_admits_replication(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    dev = project / "config" / "dev.toml"
+    dev.write_text(dev.read_text() + REPLICAS.split("[replication.postgres.replicas.replica-2]")[0] + "\n[tls]\nenabled = true\n")
+    document = synth(project, tmp_path / "out", environ={}, stacks=("dev-db",))["dev-db"]
+    containers = document["resource"]["docker_container"]
+
+    def hba(name: str) -> str:
+        return next(u["content"] for u in containers[name]["upload"] if u["file"] == "/etc/postgresql/pg_hba.conf")
+
+    assert hba("postgres") == hba("postgres_replica_1") == "${local.pg_hba_tls}"
+    assert hba("timescale") == "${local.pg_hba_tls_clients_only}"
+    assert "hostssl  replication nndb_replication" in document["locals"]["pg_hba_tls"]
+    assert "replication" not in document["locals"]["pg_hba_tls_clients_only"]
+    env = dict(entry.split("=", 1) for entry in containers["postgres_replica_1"]["env"])
+    assert env["NNDB_PRIMARY_SSLMODE"] == "verify-full"
