@@ -528,16 +528,31 @@ class ServiceConfig(_Model):
 
 
 class ReplicaConfig(_Model):
-    """A streaming standby of one PostgreSQL/TimescaleDB instance, on its own Docker engine (docs/topology.md)."""
+    """A streaming replica of one instance (PostgreSQL/TimescaleDB standby, Redis replica), on its own Docker engine (docs/topology.md)."""
 
     docker: DockerConfig
     endpoint_host: str = Field(min_length=1, description="host name clients and nndb use to reach the replica's published port")
     port: Port
+    # The replica host's own address to publish on (the stack's bind_address is the primary host's).
+    bind_address: str = Field(default="127.0.0.1", min_length=1, description="address on the replica's host its port binds to")
 
     @field_validator("endpoint_host")
     @classmethod
     def _endpoint_host(cls, value: str) -> str:
         return check_host(value)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _bind_ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{_shown(value)} is not an IP address; the replica's port binds to an address such as 10.0.0.12") from None
+        return value
+
+    def engine_url(self) -> str:
+        """The replica's engine as the Docker provider's ``host`` (one provider alias per distinct URL)."""
+        return self.docker.ssh.url() if self.docker.ssh is not None else self.docker.host or ""
 
 
 PRIMARY_NODE = "primary"
@@ -556,6 +571,10 @@ class InstanceReplication(_Model):
     def _known_primary(self) -> InstanceReplication:
         if PRIMARY_NODE in self.replicas:
             raise ValueError(f"replicas: {PRIMARY_NODE!r} names the stack's own container; give the replica another name")
+        if "exporter" in self.replicas:
+            raise ValueError(
+                "replicas: 'exporter' is the exporter's name (container <prefix>-<instance>-exporter); give the replica another name"
+            )
         if self.primary != PRIMARY_NODE and self.primary not in self.replicas:
             known = ", ".join([PRIMARY_NODE, *sorted(self.replicas)])
             raise ValueError(f"primary: {self.primary!r} is not a node of this instance (known: {known})")
@@ -599,6 +618,11 @@ class SwarmConfig(_Model):
     services: dict[str, SwarmServiceConfig] = Field(min_length=1)
 
 
+def replication_slot(replica: str) -> str:
+    """The physical replication slot a PostgreSQL replica streams through (``-S`` of its pg_basebackup)."""
+    return "nndb_replica_" + re.sub(r"[^a-z0-9_]", "_", replica.lower())
+
+
 class EnvironmentConfig(_Model):
     """Everything one stack needs; produced only by ``load_environment``."""
 
@@ -622,8 +646,18 @@ class EnvironmentConfig(_Model):
     tls: TlsConfig = TlsConfig()
     destroy: DestroyPolicy = DestroyPolicy()
     exporters: ExportersConfig = ExportersConfig()
-    replication: dict[Literal["postgres", "timescale"], InstanceReplication] = Field(default_factory=dict)
+    replication: dict[Literal["postgres", "timescale", "redis"], InstanceReplication] = Field(default_factory=dict)
     swarm: SwarmConfig | None = None
+
+    def replicas_of(self, instance: str) -> dict[str, ReplicaConfig]:
+        """The replicas ``[replication.<instance>]`` declares (name -> config), sorted by name; empty when none."""
+        replication = self.replication.get(instance)  # type: ignore[call-overload]
+        return dict(sorted(replication.replicas.items())) if replication is not None else {}
+
+    @property
+    def replicated_instances(self) -> tuple[str, ...]:
+        """The instances with at least one replica, in ``INSTANCES`` order."""
+        return tuple(name for name in INSTANCES if self.replicas_of(name))
 
     def primary_endpoint(self, instance: str) -> HostPort | None:
         """Where the instance's writable node answers when a failover moved it to a replica, else ``None``."""
@@ -699,6 +733,7 @@ class EnvironmentConfig(_Model):
                 "of the prod host (ADR-015: no direct internet access); set it to the host's private address, or set "
                 "[network] allow_all_interfaces = true deliberately"
             )
+        self._replicas_placed()
         if self.protected and not self.tls.enabled:
             raise ValueError(f"tls.enabled: {self.environment} must set tls.enabled = true (ADR-015: TLS for all connections)")
         if self.protected and self.backend.type != "cloud":
@@ -727,6 +762,44 @@ class EnvironmentConfig(_Model):
                     f"swarm.secret_prefix: {prefix!r} makes the secret names of {name} longer than Docker's "
                     f"{SWARM_SECRET_NAME_MAX} characters (e.g. {longest}); set a shorter swarm.secret_prefix"
                 )
+
+    def _replicas_placed(self) -> None:
+        """Replicas: no two published ports clash on one engine, one slot per replica, Redis promoted by hand only."""
+        own_engine = self.docker.ssh.url() if self.docker.ssh is not None else self.docker.host or ""
+        taken: dict[tuple[str, int], str] = {
+            (own_engine, port): field
+            for field, port in [(f"{name}.port", self.instance(name).port) for name in INSTANCES]
+            + [(f"exporters.{name}.port", self.exporters.for_instance(name).port) for name in INSTANCES]
+        }
+        for instance in INSTANCES:
+            replication = self.replication.get(instance)  # type: ignore[call-overload]
+            if replication is None:
+                continue
+            if instance == "redis" and replication.primary != PRIMARY_NODE:
+                raise ValueError(
+                    "replication.redis.primary: nndb does not move Redis's primary (docs/runbooks/failover.md: REPLICAOF NO ONE "
+                    "by hand); keep primary = 'primary'"
+                )
+            slots: dict[str, str] = {}
+            for name, replica in sorted(replication.replicas.items()):
+                where = f"replication.{instance}.replicas.{name}"
+                key = (replica.engine_url(), replica.port)
+                if key in taken:
+                    raise ValueError(f"{where}.port: port {replica.port} on {key[0]} clashes with {taken[key]}")
+                taken[key] = f"{where}.port"
+                slot = replication_slot(name)
+                if slot in slots:
+                    raise ValueError(f"{where}: its replication slot {slot} is also replicas.{slots[slot]}'s; rename one of them")
+                slots[slot] = name
+                if (
+                    self.environment == "prod"
+                    and ipaddress.ip_address(replica.bind_address).is_unspecified
+                    and not self.network.allow_all_interfaces
+                ):
+                    raise ValueError(
+                        f"{where}.bind_address: {replica.bind_address} publishes the replica on every interface of its host "
+                        "(ADR-015: no direct internet access); set the host's private address"
+                    )
 
     def _services_isolated(self) -> None:
         """Each service alone in its database, schema and Redis key space (ADR: each service owns its schema)."""

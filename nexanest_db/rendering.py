@@ -92,6 +92,8 @@ def render_configs(config: EnvironmentConfig, *, templates_dir: Path) -> Rendere
                 "wal_archive_dir": postgres_instance.WAL_ARCHIVE_DIR,
                 "settings": settings,
                 "tls": tls,
+                # Without TLS the image's own pg_hba.conf serves, unless replicas need the replication line.
+                "hba_file": postgres_instance.HBA_PATH if config.replicas_of(instance) else None,
             },
         )
 

@@ -15,16 +15,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nexanest_db.config import EnvironmentConfig, ServiceConfig
-from nexanest_db.secrets.catalogue import (  # noqa: F401 -- SUPERUSER_SECRETS, REDIS_DEFAULT_SECRET re-exported for the steps
+from nexanest_db.secrets.catalogue import (  # noqa: F401 -- the secret names re-exported for the steps
     REDIS_DEFAULT_SECRET,
+    REDIS_REPLICATION_SECRET,
+    REPLICATION_SECRETS,
     SUPERUSER_SECRETS,
     app_secret,
     readonly_secret,
     redis_secret,
 )
 
-# barman's login on each PostgreSQL instance where [backup] pitr = true (sql/init/04-replication-role.sql)
+# The replication login on each PostgreSQL instance where [backup] pitr = true (barman) or the instance has
+# replicas (their pg_basebackup and streaming): sql/init/04-replication-role.sql, secret <instance>_replication.
 REPLICATION_ROLE = "nndb_replication"
+# Redis replicas authenticate to the primary as this ACL user (masteruser/masterauth): replication commands only.
+REDIS_REPLICATION_USER = "nndb_replication"
+REDIS_REPLICATION_RULES: tuple[str, ...] = ("+psync", "+replconf", "+ping")
 REDIS_SERVICE_COMMANDS: tuple[str, ...] = ("+@all", "-@dangerous")
 
 

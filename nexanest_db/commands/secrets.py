@@ -24,6 +24,7 @@ from nexanest_db.secrets import (
     CredentialSource,
     catalogue_from_query,
     check_all,
+    replicated_from_query,
     required_secret_names,
     resolve_all,
     secrets_config_from_query,
@@ -82,8 +83,9 @@ def terraform_external(stack: StackArg) -> None:
     """Program of the stack's data "external" "secrets": JSON query on stdin, the stack's secrets as JSON on stdout.
 
     Only the secrets Terraform uses are resolved and printed (``required_secret_names(...,
-    terraform_only=True)``: the server TLS pairs only when the query says ``tls = enabled``); the
-    backup encryption key and the clients' CA bundle never enter Terraform state.
+    terraform_only=True)``: the server TLS pairs only when the query says ``tls = enabled``, a
+    replication secret only when its instance is in the query's ``replicas``); the backup
+    encryption key never enters Terraform state.
 
     Terraform runs it at plan time from cdktf.out/stacks/<stack>/; on failure it
     prints one line on stderr and exits non-zero, which stops the plan before
@@ -103,7 +105,12 @@ def terraform_external(stack: StackArg) -> None:
         # Its services' secrets too: the query lists them unless they are the three legacy ones (catalogue_from_query).
         catalogue = catalogue_from_query(stack, query)
         source = source_for(stack.removesuffix("-db"), secrets_config, _environment_here(), catalogue)
-        names = required_secret_names(tls=tls_from_query(stack, query), terraform_only=True, catalogue=catalogue)
+        names = required_secret_names(
+            tls=tls_from_query(stack, query),
+            replicated=replicated_from_query(stack, query),
+            terraform_only=True,
+            catalogue=catalogue,
+        )
     values = resolve_all(source, names)
     if is_json():
         set_result({name: value.get_secret_value() for name, value in values.items()})

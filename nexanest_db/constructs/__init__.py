@@ -8,7 +8,9 @@ from nexanest_db.constructs.docker_engine import DockerEngine, DockerEngineProps
 from nexanest_db.constructs.exporters import ExporterProps, PostgresExporter, PostgresExporterProps, RedisExporter, RedisExporterProps
 from nexanest_db.constructs.post_apply_hooks import PostApplyHooks, PostApplyHooksProps
 from nexanest_db.constructs.postgres_instance import PostgresInstance, PostgresInstanceProps, PostgresTls
+from nexanest_db.constructs.postgres_replica import PostgresReplica, PostgresReplicaProps, PostgresReplicaTls
 from nexanest_db.constructs.redis_instance import RedisAclUser, RedisInstance, RedisInstanceProps, RedisTls
+from nexanest_db.constructs.redis_replica import RedisReplica, RedisReplicaProps
 from nexanest_db.constructs.shared import ContainerLimits, FileUpload, HealthPolicy, PublishedPort
 from nexanest_db.constructs.swarm_secrets import SwarmSecret, SwarmSecrets, SwarmSecretsProps
 
@@ -33,6 +35,9 @@ __all__ = [
     "PostgresExporterProps",
     "PostgresInstance",
     "PostgresInstanceProps",
+    "PostgresReplica",
+    "PostgresReplicaProps",
+    "PostgresReplicaTls",
     "PostgresTls",
     "PublishedPort",
     "RedisAclUser",
@@ -40,6 +45,8 @@ __all__ = [
     "RedisExporterProps",
     "RedisInstance",
     "RedisInstanceProps",
+    "RedisReplica",
+    "RedisReplicaProps",
     "RedisTls",
     "SwarmSecret",
     "SwarmSecrets",

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from cdktf import TerraformResourceLifecycle
+from cdktf import ITerraformDependable, TerraformProvider, TerraformResourceLifecycle
 from cdktf_cdktf_provider_docker.container import (
     Container,
     ContainerHealthcheck,
@@ -33,6 +33,8 @@ from nexanest_db.constructs.shared import CPU_LIMIT_LABEL, CPU_PERIOD_US, Contai
 # construct's entrypoint copies the root-owned key upload to a key file its server user owns.
 TLS_CERT_PATH = "/run/secrets/tls/server.crt"
 TLS_KEY_UPLOAD_PATH = "/run/secrets/tls/server.key"
+# The CA bundle a container verifies a server with: Redis's health check (redis-cli --tls), a replica its primary.
+TLS_CA_PATH = "/run/secrets/tls/ca.crt"
 
 
 def _rotated_json_logs() -> Mapping[str, str]:
@@ -49,8 +51,9 @@ class DatabaseContainerProps:
     image: str
     published: PublishedPort
     limits: ContainerLimits
-    network_name: str
     labels: Mapping[str, str]
+    # The tier network; None for a container on another engine (a replica host), which has no tier network.
+    network_name: str | None = None
     log_opts: Mapping[str, str] = field(default_factory=_rotated_json_logs)
 
     def __post_init__(self) -> None:
@@ -78,7 +81,7 @@ def database_container(
     scope: Construct,
     props: DatabaseContainerProps,
     *,
-    network_alias: str,
+    network_alias: str | None,
     files: Sequence[FileUpload],
     command: Sequence[str] | None = None,
     env: Sequence[str] = (),
@@ -86,17 +89,26 @@ def database_container(
     healthcheck: ContainerHealthcheck | None = None,
     entrypoint: Sequence[str] | None = None,
     stop_timeout_s: int | None = None,
+    provider: TerraformProvider | None = None,
+    depends_on: Sequence[ITerraformDependable] = (),
 ) -> BuiltContainer:
     """The image (``image``), the data volumes (by their ids) and the container (``container``) in ``scope``.
 
     The ids are the ones the stable Terraform addresses are made of (``stacks/addresses.py``): keep them.
+    ``provider``: another engine's Docker provider alias (a replica host) for the image, volumes and
+    container; ``depends_on``: what must exist first (a replica: the hooks that made its role and slot).
     """
     # keep_locally: destroying the stack must not delete the shared official image from the host.
-    image = Image(scope, "image", name=props.image, keep_locally=True)
+    image = Image(scope, "image", name=props.image, keep_locally=True, provider=provider)
     built_volumes = {
-        volume.id: named_volume(scope, volume.id, name=f"{props.container_name}-{volume.id}", labels=props.labels, protect=volume.protect)
+        volume.id: named_volume(
+            scope, volume.id, name=f"{props.container_name}-{volume.id}", labels=props.labels, protect=volume.protect, provider=provider
+        )
         for volume in volumes
     }
+    networks = (
+        [network_attachment(props.network_name, network_alias)] if props.network_name is not None and network_alias is not None else None
+    )
     container = Container(
         scope,
         "container",
@@ -107,12 +119,14 @@ def database_container(
         upload=uploads(files),
         mounts=[volume_mount(built_volumes[v.id].name, v.target) for v in volumes] or None,
         ports=[port(props.published)],
-        networks_advanced=[network_attachment(props.network_name, network_alias)],
+        networks_advanced=networks,
         healthcheck=healthcheck,
         entrypoint=list(entrypoint) if entrypoint is not None else None,
         # None keeps Docker's 10 s; a server that needs longer for a clean shutdown says so.
         stop_timeout=stop_timeout_s,
         destroy_grace_seconds=stop_timeout_s,
+        provider=provider,
+        depends_on=list(depends_on) or None,
         **runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
     )
     return BuiltContainer(image=image, volumes=built_volumes, container=container)
@@ -138,7 +152,9 @@ def network_attachment(network_name: str, alias: str) -> ContainerNetworksAdvanc
     return ContainerNetworksAdvanced(name=network_name, aliases=[alias])
 
 
-def named_volume(scope: Construct, id: str, *, name: str, labels: Mapping[str, str], protect: bool) -> Volume:
+def named_volume(
+    scope: Construct, id: str, *, name: str, labels: Mapping[str, str], protect: bool, provider: TerraformProvider | None = None
+) -> Volume:
     """A named data volume: outlives container replacement; ``protect`` adds ``prevent_destroy``."""
     return Volume(
         scope,
@@ -146,6 +162,7 @@ def named_volume(scope: Construct, id: str, *, name: str, labels: Mapping[str, s
         name=name,
         labels=[VolumeLabels(label=k, value=v) for k, v in sorted(labels.items())],
         lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if protect else None,
+        provider=provider,
     )
 
 

@@ -54,7 +54,22 @@ host     all      all  all          reject
 HBA_REPLICATION = "hostssl  replication {role} all scram-sha-256\n"
 
 
-def hba_content(replication_role: str | None) -> str:
+# Without TLS (local/dev), only where the instance has streaming replicas: the same rules over plain TCP.
+HBA_PLAIN_REPLICATION = """# pg_hba.conf rendered by nexanest-db (streaming replicas, no TLS: local/dev only).
+# TYPE   DATABASE    USER ADDRESS      METHOD
+local    all         all               trust
+host     all         all  127.0.0.1/32 scram-sha-256
+host     all         all  ::1/128      scram-sha-256
+host     all         all  all          scram-sha-256
+host     replication {role} all scram-sha-256
+"""
+
+
+def hba_content(replication_role: str | None, *, tls: bool = True) -> str:
+    if not tls:
+        if replication_role is None:
+            raise ValueError("a pg_hba.conf without TLS is uploaded only for the replication role")
+        return HBA_PLAIN_REPLICATION.format(role=replication_role)
     if replication_role is None:
         return HBA_CONTENT
     head, reject = HBA_CONTENT.rsplit("host     all      all  all          reject", 1)
@@ -91,7 +106,8 @@ class PostgresInstanceProps(DatabaseContainerProps):
     protect_data: bool = False
     wal_archive_dir: str | None = None
     tls: PostgresTls | None = None
-    replication_role: str | None = None  # admitted for replication over TLS (barman, pitr = true); needs tls
+    # admitted for replication: over TLS (barman with pitr = true, replicas), or in plain TCP where replicas need it without TLS
+    replication_role: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,10 +144,21 @@ class PostgresInstance(Construct):
                 FileUpload(path=TLS_KEY_UPLOAD_PATH, content=props.tls.key, permissions="0400"),
                 FileUpload(
                     path=HBA_PATH,
-                    content=shared.shared_text(self, "pg-hba-tls", hba_content(props.replication_role)),
+                    # Two instances may differ (only one with replicas or PITR): one local per variant.
+                    content=shared.shared_text(
+                        self, "pg-hba-tls" if props.replication_role else "pg-hba-tls-clients-only", hba_content(props.replication_role)
+                    ),
                     permissions="0444",
                 ),
             ]
+        elif props.replication_role is not None:  # streaming replicas without TLS (postgresql.conf names the file)
+            files.append(
+                FileUpload(
+                    path=HBA_PATH,
+                    content=shared.shared_text(self, "pg-hba-replication", hba_content(props.replication_role, tls=False)),
+                    permissions="0444",
+                )
+            )
         built = database_container(
             self,
             props,

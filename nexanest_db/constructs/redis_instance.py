@@ -14,6 +14,7 @@ from constructs import Construct
 
 from nexanest_db.constructs import shared
 from nexanest_db.constructs.database_container import (
+    TLS_CA_PATH,
     TLS_CERT_PATH,
     TLS_KEY_UPLOAD_PATH,
     DatabaseContainerProps,
@@ -29,7 +30,6 @@ ACL_PATH = "/data/users.acl"  # on the data volume, owned by the redis user: ACL
 PASSWORD_FILE = "/run/secrets/redis_password"  # noqa: S105 - a path, not a password
 # tls.enabled: the same uploads as PostgreSQL's, a redis-owned key copy, and the CA for redis-cli --tls in the health check.
 TLS_KEY_PATH = "/run/secrets/tls/server-redis.key"
-TLS_CA_PATH = "/run/secrets/tls/ca.crt"
 
 _ACL_USER = re.compile(r"^[a-zA-Z0-9_-]+$")
 
@@ -100,9 +100,10 @@ class RedisInstance(Construct):
             Fn.format("user %s on #%s %s\n", [user.name, user.password_sha256, " ".join(user.rules)])
             for user in sorted(props.acl_users, key=lambda u: u.name)
         ]
+        self.acl_content: str = Fn.join("", acl_lines)  # a replica serves the same users (constructs/redis_replica.py)
         files = [
             FileUpload(path=props.config_path, content=props.config_content),
-            FileUpload(path=props.acl_path, content=Fn.join("", acl_lines), permissions="0600"),
+            FileUpload(path=props.acl_path, content=self.acl_content, permissions="0600"),
             FileUpload(path=PASSWORD_FILE, content=props.password),
         ]
         # REDISCLI_AUTH keeps the password out of the process list (never -a on the command line).

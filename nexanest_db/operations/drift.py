@@ -53,9 +53,10 @@ from nexanest_db.operations.permissions import STEP_FILE as PERMISSION_STEPS
 from nexanest_db.operations.permissions import permission_values
 from nexanest_db.operations.pitr import REPLICATION_ROLE
 from nexanest_db.operations.redis_acl import WantedAclUser, default_user_differences, monitor_user, service_user
+from nexanest_db.operations.replica_setup import redis_replication_user
 from nexanest_db.queries import compose_query, load_query
 from nexanest_db.redis_session import acl_user
-from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
+from nexanest_db.roles import REDIS_REPLICATION_SECRET, SUPERUSER_SECRETS, ServiceRoles
 from nexanest_db.secrets.catalogue import REPLICATION_SECRETS
 from nexanest_db.sqlfiles import StepValues, load_step_file, one_line, run_steps
 
@@ -310,7 +311,7 @@ def wanted_roles(context: HookContext, instance: str, services: Sequence[Service
                 member_of=identity.member_of,
             )
         )
-        if context.config.backup.pitr:
+        if context.config.backup.pitr or context.config.replicas_of(instance):
             roles.append(
                 WantedRole(
                     subject=instance,
@@ -417,6 +418,8 @@ def check_redis(context: HookContext, services: Sequence[ServiceRoles], report: 
     identity = load_identities(context.paths.monitoring_dir).redis
     if everything:
         wanted.append(monitor_user(identity, context.password(MONITOR_SECRETS["redis"]), MONITOR_SECRETS["redis"]))
+        if context.config.replicas_of("redis"):
+            wanted.append(redis_replication_user(context.password(REDIS_REPLICATION_SECRET)))
     try:
         for user in wanted:
             actual = acl_user(client, user.name)

@@ -16,6 +16,7 @@ import redis
 from nexanest_db.errors import ConfigError
 from nexanest_db.hookspecs import Change, HookContext, hookimpl
 from nexanest_db.operations.redis_acl import acl_text, service_user, sha256_hex
+from nexanest_db.operations.replica_setup import ensure_redis_replication_user, require_redis_replication_secret
 from nexanest_db.redis_session import acl_user as get_user
 from nexanest_db.roles import REDIS_DEFAULT_SECRET
 
@@ -25,6 +26,7 @@ def nndb_preflight(context: HookContext) -> None:
     context.redis()
     for service in context.services:
         context.password(service.redis_secret)
+    require_redis_replication_secret(context)
 
 
 @hookimpl
@@ -49,6 +51,7 @@ def nndb_set_permissions(context: HookContext) -> list[Change]:
         else:
             summary = f"reset Redis user {service.redis_user} to keys {service.redis_prefix}*"
         changes.append(Change(subject="redis", summary=summary))
+    changes += [Change(subject="redis", summary=summary) for summary in ensure_redis_replication_user(context, client)]
     if changes:
         try:
             client.execute_command("ACL", "SAVE")

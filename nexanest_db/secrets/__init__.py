@@ -29,7 +29,13 @@ from nexanest_db.secrets.catalogue import (
 from nexanest_db.secrets.policy import DEV_DEFAULT_PASSWORD, refuse_dev_default, refuse_weak
 from nexanest_db.secrets.selection import credentials_for, source_for
 from nexanest_db.secrets.sources import MAX_SECRET_FILE_BYTES, CredentialSource, EnvSource, SecretStatus, check_all, resolve_all
-from nexanest_db.secrets.terraform_external import catalogue_from_query, external_query, secrets_config_from_query, tls_from_query
+from nexanest_db.secrets.terraform_external import (
+    catalogue_from_query,
+    external_query,
+    replicated_from_query,
+    secrets_config_from_query,
+    tls_from_query,
+)
 
 # The catalogue of the three services every stack served before services came from config (tests and docs use them).
 SECRET_SPECS: tuple[SecretSpec, ...] = DEFAULT_CATALOGUE.specs
@@ -66,6 +72,7 @@ __all__ = [
     "external_query",
     "refuse_dev_default",
     "refuse_weak",
+    "replicated_from_query",
     "required_secret_names",
     "resolve_all",
     "secrets_config_from_query",

@@ -41,8 +41,11 @@ SERVER_TLS_SECRETS: dict[str, tuple[str, str]] = {
     "timescale": ("timescale_tls_cert", "timescale_tls_key"),
     "redis": ("redis_tls_cert", "redis_tls_key"),
 }
-# The role the PITR repository (barman) streams with, per PostgreSQL instance (backup.pitr only).
+# The replication role's password per PostgreSQL instance: the PITR repository (barman, backup.pitr) and the
+# streaming replicas ([replication.<instance>]) log in with it.
 REPLICATION_SECRETS: dict[str, str] = {"postgres": "postgres_replication", "timescale": "timescale_replication"}
+# The Redis replicas' ACL user on the primary (masteruser/masterauth), only where Redis has replicas.
+REDIS_REPLICATION_SECRET = "redis_replication"  # noqa: S105
 
 # Keys under <secrets.vault.services_path>/<service> when [secrets.vault.secrets] names none.
 VAULT_SERVICE_KEYS: dict[str, str] = {"app": "db_password", "readonly": "readonly_password", "redis": "redis_password"}
@@ -87,7 +90,11 @@ class SecretSpec:
     # Characters the consumer cannot take, refused in every environment: postgres_exporter 0.11.1
     # rejects a DSN whose password has whitespace or quotes, and then logs that DSN, password included.
     forbidden: str = ""
-    pitr: bool = False  # needed only where the backup policy has pitr = true (the replication roles)
+    pitr: bool = False  # needed where the backup policy has pitr = true (the replication roles)
+    # Needed where this instance has replicas ([replication.<instance>]), and then Terraform needs it too: the
+    # replica containers get it as a file (docs/topology.md). With pitr or replica_of set, ``terraform`` says only
+    # that Terraform may need it; ``Catalogue.required`` decides per environment.
+    replica_of: str | None = None
     service: str | None = None
     vault_key: str | None = None
 
@@ -186,16 +193,25 @@ def _fixed_tail() -> tuple[SecretSpec, ...]:
         # The CA is public; Terraform gets it too because the Redis health check (redis-cli --tls) verifies the server with it.
         SecretSpec(name=CA_SECRET, env_var="TLS_CA_CERT", description="CA bundle (PEM) clients verify the servers with", tls=True),
         *tls,
-        # Point-in-time recovery (only with backup.pitr): the role the backup repository (barman) streams WAL and base backups with.
+        # The replication role: the backup repository (barman, backup.pitr) streams WAL and base backups with it, and
+        # streaming replicas bootstrap and stream with it ([replication.<instance>]).
         *(
             SecretSpec(
                 name=name,
                 env_var=f"{instance.upper()}_REPLICATION_PASSWORD",
-                description=f"{_INSTANCE_LABEL[instance]} replication role (PITR repository)",
-                terraform=False,
+                description=f"{_INSTANCE_LABEL[instance]} replication role (PITR repository, replicas)",
                 pitr=True,
+                replica_of=instance,
             )
             for instance, name in REPLICATION_SECRETS.items()
+        ),
+        # The Redis replicas' ACL user on the primary (masterauth): written as one plain token into the replica's config file.
+        SecretSpec(
+            name=REDIS_REPLICATION_SECRET,
+            env_var="REDIS_REPLICATION_PASSWORD",
+            description="Redis replicas' ACL user on the primary",
+            replica_of="redis",
+            forbidden=EXPORTER_DSN_FORBIDDEN,
         ),
     )
 
@@ -263,11 +279,19 @@ class Catalogue:
                 return spec
         raise SecretsError(f"unknown secret {name!r}; known: {', '.join(self.names)}")
 
-    def required(self, *, tls: bool, pitr: bool, terraform_only: bool = False) -> tuple[str, ...]:
-        """The secrets a stack needs: the TLS ones only with ``tls``, the replication ones only with ``pitr``."""
-        return tuple(
-            spec.name for spec in self.specs if (tls or not spec.tls) and (pitr or not spec.pitr) and (spec.terraform or not terraform_only)
-        )
+    def required(self, *, tls: bool, pitr: bool, replicated: tuple[str, ...] = (), terraform_only: bool = False) -> tuple[str, ...]:
+        """The secrets a stack needs: the TLS ones only with ``tls``; a replication one where ``pitr`` (nndb's, for
+        barman) or its instance is in ``replicated`` (then Terraform's too: the replica containers get it)."""
+
+        def needed(spec: SecretSpec) -> bool:
+            if spec.tls and not tls:
+                return False
+            if spec.pitr or spec.replica_of:
+                for_replicas = spec.replica_of in replicated
+                return for_replicas if terraform_only else for_replicas or (spec.pitr and pitr)
+            return spec.terraform or not terraform_only
+
+        return tuple(spec.name for spec in self.specs if needed(spec))
 
     @property
     def legacy(self) -> bool:
@@ -323,16 +347,19 @@ def required_secret_names(
     config: EnvironmentConfig | None = None,
     *,
     tls: bool | None = None,
+    replicated: tuple[str, ...] | None = None,
     terraform_only: bool = False,
     catalogue: Catalogue | None = None,
 ) -> tuple[str, ...]:
     """The secrets an environment needs: the TLS ones only with ``tls.enabled``; ``terraform_only``: what Terraform gets.
 
-    ``tls`` overrides the config (``terraform-external`` knows the flag only from its query);
-    ``catalogue`` defaults to the config's (the legacy three services without a config).
+    ``tls`` and ``replicated`` (the instances with replicas) override the config (``terraform-external``
+    knows them only from its query); ``catalogue`` defaults to the config's (the legacy three services
+    without a config).
     """
     enabled = tls if tls is not None else (config is not None and config.tls.enabled)
     pitr = config is not None and config.backup.pitr
+    with_replicas = replicated if replicated is not None else (config.replicated_instances if config is not None else ())
     if catalogue is None:
         catalogue = catalogue_for(config) if config is not None else DEFAULT_CATALOGUE
-    return catalogue.required(tls=enabled, pitr=pitr, terraform_only=terraform_only)
+    return catalogue.required(tls=enabled, pitr=pitr, replicated=with_replicas, terraform_only=terraform_only)

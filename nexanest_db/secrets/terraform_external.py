@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from nexanest_db.config import STACKS, EnvironmentConfig, SecretsConfig, check_env_var_name, check_service_name
+from nexanest_db.config import INSTANCES, STACKS, EnvironmentConfig, SecretsConfig, check_env_var_name, check_service_name
 from nexanest_db.errors import SecretsError
 from nexanest_db.secrets.catalogue import DEFAULT_CATALOGUE, Catalogue, ServiceSecrets, build_catalogue, catalogue_for
 
@@ -33,6 +33,8 @@ def external_query(config: EnvironmentConfig) -> dict[str, str]:
     query = {"stack": config.stack, "secrets": config.secrets.model_dump_json(exclude_none=True)}
     if config.tls.enabled:  # absent means off: the queries of stacks without TLS stay as they were
         query["tls"] = "enabled"
+    if config.replicated_instances:  # absent means none, as for tls
+        query["replicas"] = ",".join(config.replicated_instances)
     catalogue = catalogue_for(config)
     if not catalogue.legacy:
         query["services"] = json.dumps([s.as_dict() for s in catalogue.services], separators=(",", ":"))
@@ -47,6 +49,19 @@ def tls_from_query(stack: str, query: Mapping[str, object]) -> bool:
     if raw != "enabled":
         raise SecretsError(f"{stack}: query field 'tls' must be 'enabled' or absent; re-synthesize (cdktf synth)")
     return True
+
+
+def replicated_from_query(stack: str, query: Mapping[str, object]) -> tuple[str, ...]:
+    """The instances ``external_query`` said have replicas (their replication secrets are then Terraform's)."""
+    raw = query.get("replicas")
+    if raw is None:
+        return ()
+    names = tuple(raw.split(",")) if isinstance(raw, str) else ()
+    if not names or any(name not in INSTANCES for name in names) or len(set(names)) != len(names):
+        raise SecretsError(
+            f"{stack}: query field 'replicas' must list instances ({', '.join(INSTANCES)}) or be absent; re-synthesize (cdktf synth)"
+        )
+    return names
 
 
 def catalogue_from_query(stack: str, query: Mapping[str, object]) -> Catalogue:

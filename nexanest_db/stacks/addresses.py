@@ -72,6 +72,9 @@ def add_moved_blocks(stack: TerraformStack) -> None:
     resources = [e for e in elements if isinstance(e, TerraformResource)]
     hashed = hashed_logical_ids(_path_below(stack, r.node) for r in resources)
     for resource in resources:
+        # Constructs added after the stable addresses (the replicas) never had a hashed address to move from.
+        if any(getattr(scope, "BORN_WITH_STABLE_ADDRESSES", False) for scope in resource.node.scopes):
+            continue
         previous = hashed[_path_below(stack, resource.node)]
         if previous != resource.friendly_unique_id:
             resource.move_from_id(f"{resource.terraform_resource_type}.{previous}")

@@ -24,6 +24,7 @@ from nexanest_db.constructs import (
 from nexanest_db.stacks import props
 from nexanest_db.stacks.addresses import add_moved_blocks, stable_logical_id
 from nexanest_db.stacks.inputs import StackInputs
+from nexanest_db.stacks.replicas import add_replicas
 from nexanest_db.stacks.swarm import add_swarm_secrets
 
 POSTGRES_INSTANCES = ("postgres", "timescale")
@@ -60,7 +61,13 @@ class DatabaseStack(TerraformStack):
         ]
 
         hooks = PostApplyHooks(self, "post-apply", props=props.hooks_props(inputs, instances=self.instances, secrets=secrets))
-        containers = [*(instance.container for instance in self.instances.values()), *(e.container for e in self.exporters)]
+        # [replication.*]: the replicas on their hosts' provider aliases, after the hooks made their role and slots.
+        replicas = add_replicas(self, inputs, primaries=self.instances, secrets=secrets, after=[hooks.resource])
+        containers = [
+            *(instance.container for instance in self.instances.values()),
+            *(e.container for e in self.exporters),
+            *replicas.containers,
+        ]
         DestroyGuard(self, "destroy-guard", props=props.guard_props(inputs, hooks=hooks, protects=containers))
 
         self._outputs(inputs)

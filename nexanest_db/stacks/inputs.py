@@ -35,6 +35,8 @@ class StackInputs:
     sql_files: tuple[SqlFile, ...]
     monitoring_file_hash: str  # monitoring/identities.toml only: what the hooks read
     identities: MonitoringIdentities
+    # config/replica-bootstrap.sh, uploaded into every PostgreSQL replica (read only where replicas are declared).
+    replica_bootstrap: str = ""
 
     def sql_under(self, prefix: str) -> tuple[SqlFile, ...]:
         return tuple(f for f in self.sql_files if f.relative_path.startswith(prefix.rstrip("/") + "/"))
@@ -88,4 +90,18 @@ def gather_inputs(stack: str, *, paths: ProjectPaths, environ: Mapping[str, str]
         sql_files=read_sql_tree(paths.sql_dir),
         monitoring_file_hash=hashlib.sha256((paths.monitoring_dir / IDENTITIES_FILE).read_bytes()).hexdigest(),
         identities=load_identities(paths.monitoring_dir),
+        replica_bootstrap=read_replica_bootstrap(paths.config_dir) if set(config.replicated_instances) - {"redis"} else "",
     )
+
+
+REPLICA_BOOTSTRAP = "replica-bootstrap.sh"
+
+
+def read_replica_bootstrap(config_dir: Path) -> str:
+    path = config_dir / REPLICA_BOOTSTRAP
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; PostgreSQL replicas need it (restore it from git)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it as UTF-8 text ({exc}); restore it from git") from None

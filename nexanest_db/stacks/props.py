@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from cdktf import ITerraformDependable
 from constructs import Construct
 
-from nexanest_db.config import config_file_for
+from nexanest_db.config import EnvironmentConfig, config_file_for
 from nexanest_db.constructs import (
     ContainerLimits,
     DatabaseNetwork,
@@ -43,7 +43,15 @@ from nexanest_db.constructs.exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPOR
 from nexanest_db.constructs.postgres_instance import INIT_DIR, SCHEMAS_DIR, WAL_ARCHIVE_DIR
 from nexanest_db.constructs.shared import shared_text, standard_labels
 from nexanest_db.monitoring import IDENTITIES_FILE, MONITOR_SECRETS
-from nexanest_db.roles import REDIS_DEFAULT_SECRET, REPLICATION_ROLE, SUPERUSER_SECRETS, all_services
+from nexanest_db.roles import (
+    REDIS_DEFAULT_SECRET,
+    REDIS_REPLICATION_RULES,
+    REDIS_REPLICATION_SECRET,
+    REDIS_REPLICATION_USER,
+    REPLICATION_ROLE,
+    SUPERUSER_SECRETS,
+    all_services,
+)
 from nexanest_db.secrets import external_query, required_secret_names
 from nexanest_db.secrets.catalogue import CA_SECRET, SERVER_TLS_SECRETS
 from nexanest_db.stacks.inputs import StackInputs
@@ -77,6 +85,25 @@ def instance_port(inputs: StackInputs, instance: str) -> PublishedPort:
         host_port=inputs.endpoints.for_instance(instance).port,
         bind_address=inputs.config.bind_address,
     )
+
+
+# --- what a primary needs for its replicas ([replication.<instance>]) -------------------------------------------------
+
+
+def replication_role_for(config: EnvironmentConfig, instance: str) -> str | None:
+    """The role the primary's pg_hba.conf admits for replication: barman's (PITR over TLS) or the replicas'."""
+    if config.replicas_of(instance) or (config.backup.pitr and config.tls.enabled):
+        return REPLICATION_ROLE
+    return None
+
+
+def redis_replication_users(config: EnvironmentConfig, secrets: DeploySecrets) -> list[RedisAclUser]:
+    """The replicas' ACL user in the primary's ACL file (replication commands only), where Redis has replicas."""
+    if not config.replicas_of("redis"):
+        return []
+    return [
+        RedisAclUser(name=REDIS_REPLICATION_USER, password_sha256=secrets.sha256(REDIS_REPLICATION_SECRET), rules=REDIS_REPLICATION_RULES)
+    ]
 
 
 # --- engine, network, secrets ------------------------------------------------------------------------------------------
@@ -148,7 +175,7 @@ def postgres_props(
         protect_data=config.protected,
         wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
         tls=tls,
-        replication_role=REPLICATION_ROLE if config.backup.pitr and tls is not None else None,
+        replication_role=replication_role_for(config, instance),
     )
 
 
@@ -178,6 +205,7 @@ def redis_props(inputs: StackInputs, *, secrets: DeploySecrets, network: Databas
                 password_sha256=secrets.sha256(MONITOR_SECRETS["redis"]),
                 rules=inputs.identities.redis.rules,
             ),
+            *redis_replication_users(config, secrets),
         ],
         published=instance_port(inputs, "redis"),
         limits=instance_limits(inputs, "redis"),

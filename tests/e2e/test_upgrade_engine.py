@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from nexanest_db.errors import UpgradeError
-from tests.e2e.test_container_specs import INSTANCES, PASSWORDS, TIMINGS_FILE, Realized, base_environment, realize, teardown
+from tests.support.realizer import INSTANCES, PASSWORDS, TIMINGS_FILE, Realized, base_environment, realize, teardown
 from tests.fixtures.servers import free_port
 from tests.fixtures.upgrade_images import NEVER_READY_LOG, UpgradeImages
 from tests.support.cli_json import json_result

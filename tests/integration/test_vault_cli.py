@@ -174,14 +174,15 @@ def test_check_lists_every_secret_as_present_without_values(project: Path, vault
     assert lines[0] == f"prod-db: secrets from Vault at {vault.url}, auth approle"
     assert lines[1].split() == ["secret", "status", "location"]
     assert lines[2].split() == ["postgres_superuser", "present", "vault", "secret/nexanest/prod/db/postgres#password"]
-    assert [line.split()[1] for line in lines[2:25]] == ["present"] * 23  # prod: TLS, monitoring and replication secrets too
+    assert [line.split()[1] for line in lines[2:26]] == ["present"] * 24  # prod: TLS, monitoring and replication secrets too
     assert lines[15].split() == ["backup_encryption_key", "present", "vault", "secret/nexanest/prod/db/backup#encryption_key"]
     assert lines[16].split() == ["tls_ca_cert", "present", "vault", "secret/nexanest/prod/db/tls#ca_cert"]
     assert lines[20].split() == ["timescale_tls_key", "present", "vault", "secret/nexanest/prod/db/tls/timescale#key"]
     assert lines[22].split() == ["redis_tls_key", "present", "vault", "secret/nexanest/prod/db/tls/redis#key"]
     assert lines[23].split() == ["postgres_replication", "present", "vault", "secret/nexanest/prod/db/postgres#replication_password"]
     assert lines[24].split() == ["timescale_replication", "present", "vault", "secret/nexanest/prod/db/timescale#replication_password"]
-    assert lines[25:] == ["all 23 secrets present"]
+    assert lines[25].split() == ["redis_replication", "present", "vault", "secret/nexanest/prod/db/redis#replication_password"]
+    assert lines[26:] == ["all 24 secrets present"]
 
 
 def test_check_reports_missing_keys_and_exits_non_zero(project: Path, vault: VaultTestServer, approle_environ: dict[str, str]) -> None:
@@ -190,14 +191,14 @@ def test_check_reports_missing_keys_and_exits_non_zero(project: Path, vault: Vau
     assert result.returncode == 3
     assert "redis_auth             missing  vault secret/nexanest/prod/db/services/auth#redis_password" in result.stdout
     assert "auth_app               present" in result.stdout
-    assert result.stderr == ("nndb: error: prod: 1 of 23 secrets missing (redis_auth); fix them and re-run `nndb secrets check prod-db`\n")
+    assert result.stderr == ("nndb: error: prod: 1 of 24 secrets missing (redis_auth); fix them and re-run `nndb secrets check prod-db`\n")
 
 
 def test_check_with_vault_unreachable_says_why_once(project: Path, closed_port: int, tmp_path: Path) -> None:
     environ = base_environ(tmp_path, VAULT_ADDR=f"http://127.0.0.1:{closed_port}", VAULT_TOKEN="hvs.SENTINEL-token")
     result = run([NNDB, "secrets", "check", "prod-db"], cwd=project, environ=environ)
     assert result.returncode == 3
-    assert result.stdout.count(" missing ") == 23
+    assert result.stdout.count(" missing ") == 24
     (line,) = result.stderr.splitlines()
     assert line.endswith(
         f"Vault at http://127.0.0.1:{closed_port} is unreachable (connection failed); check VAULT_ADDR and that Vault is up, then re-run"

@@ -92,6 +92,15 @@ PASSWORD_MAP = re.compile(
 RESOURCE_REF = re.compile(rf"\$\{{(?P<type>docker_image|docker_volume|docker_network)\.(?P<id>{_ID})\.(?P<attr>image_id|name)\}}")
 REF_ATTRIBUTE = {"docker_image": "image_id", "docker_volume": "name", "docker_network": "name"}
 LOCAL_REF = re.compile(rf"\$\{{local\.(?P<name>{_ID})\}}")  # a file shared by two uploads (nexanest_db.constructs.shared.shared_text)
+# A Redis replica's masterauth file: format("masterauth %s\n", sensitive(<secret>))
+FORMAT_SECRET = re.compile(rf'\$\{{format\("(?P<format>[^"%$]*%s[^"%$]*)", sensitive\({_SECRET_REF}\)\)\}}')
+# A template sequence Terraform would evaluate: ${ or %{ not escaped as $${ / %%{ (a literal, e.g. a shell script's ${VAR}).
+UNESCAPED = re.compile(r"(?<![$])[$][{]|(?<![%])[%][{]")
+
+
+def unescape(literal: str) -> str:
+    """A Terraform string literal's text: ``$${`` is ``${``, ``%%{`` is ``%{``."""
+    return literal.replace("$${", "${").replace("%%{", "%{")
 
 
 def fail(message: str) -> NoReturn:
@@ -130,6 +139,8 @@ class Terraform:
             return value
         if match := SENSITIVE.fullmatch(value):
             return self.secret(match, where)
+        if match := FORMAT_SECRET.fullmatch(value):
+            return match["format"].replace("\\n", "\n") % self.secret(match, where)
         if match := PASSWORD_MAP.fullmatch(value):
             return json.dumps({match["uri"]: self.secret(match, where)})
         if ACL_FILE.fullmatch(value):
@@ -139,9 +150,9 @@ class Terraform:
             )
         if match := LOCAL_REF.fullmatch(value):
             text = self.document.get("locals", {}).get(match["name"])
-            if not isinstance(text, str) or "${" in text:
+            if not isinstance(text, str) or UNESCAPED.search(text):
                 fail(f"{where}: {value} is not a plain-text local of cdk.tf.json")
-            return text
+            return unescape(text)
         if match := RESOURCE_REF.fullmatch(value):
             if REF_ATTRIBUTE[match["type"]] != match["attr"]:
                 fail(f"{where}: unsupported reference {value} (this test maps {match['type']}.*.{REF_ATTRIBUTE[match['type']]})")
@@ -149,9 +160,9 @@ class Terraform:
             if target is None:
                 fail(f"{where}: {value} refers to a resource that is not in cdk.tf.json")
             return target["name"]
-        if "${" in value or "%{" in value:
+        if UNESCAPED.search(value):
             fail(f"{where}: Terraform expression this test cannot evaluate (extend it deliberately): {value[:200]!r}")
-        return value
+        return unescape(value)
 
     def secret(self, match: re.Match[str], where: str) -> str:
         result = self.secrets.get(match["source"])
@@ -179,9 +190,12 @@ def upload_tar(uploads: list[dict[str, Any]], where: str) -> bytes:
     return buffer.getvalue()
 
 
-def create_args(block: dict[str, Any], where: str) -> list[str]:
-    """`docker create` arguments for one evaluated docker_container block; unmapped fields fail."""
-    unknown = set(block) - MAPPED_CONTAINER_FIELDS - IGNORED_CONTAINER_FIELDS
+def create_args(block: dict[str, Any], where: str, *, also_ignored: frozenset[str] = frozenset()) -> list[str]:
+    """`docker create` arguments for one evaluated docker_container block; unmapped fields fail.
+
+    ``also_ignored``: fields the caller realizes itself (a replica's ``provider`` alias and ``depends_on``).
+    """
+    unknown = set(block) - MAPPED_CONTAINER_FIELDS - IGNORED_CONTAINER_FIELDS - also_ignored
     if unknown:
         fail(f"{where}: docker_container fields this test does not map (extend create_args): {sorted(unknown)}")
     args = ["create", "--name", block["name"]]
@@ -472,3 +486,54 @@ def realize(state: Realized) -> None:
     start = time.perf_counter()
     wait_healthy(state, started, {i: int(state.config["healthcheck"]["deploy_wait_timeout_s"]) for i in INSTANCES})
     state.timings["healthy"] = time.perf_counter() - start
+
+
+def bridge_gateway() -> str:
+    """The default bridge's gateway: an address of this host that containers reach too (replicas reach their primary there)."""
+    out = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").stdout.decode().strip()
+    if not out:
+        fail("docker network inspect bridge: no gateway address; the replica test publishes on it")
+    return out
+
+
+def configure_replica_copy(
+    root: Path, prefix: str, gateway: str, ports: dict[str, int], *, instances: tuple[str, ...], replica: str
+) -> None:
+    """local.toml of a project copy: this run's names, published on ``gateway``, one replica per instance on this engine."""
+    config_file = root / "config" / "local.toml"
+    text = point_at_standins(config_file.read_text())
+    for old, new in (
+        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
+        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
+        ('bind_address = "127.0.0.1"', f'bind_address = "{gateway}"'),
+        ('endpoint_host = "127.0.0.1"', f'endpoint_host = "{gateway}"'),
+    ):
+        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
+        text = text.replace(old, new, 1)
+    # The "other host" is this engine under its own alias (the replicas reach the primaries at the gateway too).
+    for instance in instances:
+        text += (
+            f"\n[replication.{instance}.replicas.{replica}]\n"
+            'docker = { host = "unix:///var/run/docker.sock" }\n'
+            f'endpoint_host = "{gateway}"\nbind_address = "{gateway}"\nport = {ports[f"{instance}-{replica}"]}\n'
+        )
+    config_file.write_text(text)
+
+
+def data_source_values(document: dict[str, Any], stack_dir: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each data.external source's program run as Terraform runs it: its query on stdin, from the stack directory."""
+    values: dict[str, dict[str, str]] = {}
+    for source_id, source in document.get("data", {}).get("external", {}).items():
+        result = subprocess.run(
+            source["program"],
+            input=json.dumps(source.get("query", {})),
+            cwd=stack_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            fail(f"data.external.{source_id} program exited {result.returncode}: {result.stderr.strip()}")
+        values[source_id] = json.loads(result.stdout)
+    return values

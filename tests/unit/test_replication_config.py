@@ -51,11 +51,41 @@ def test_after_a_failover_the_endpoint_is_the_replicas_unless_overridden(tmp_pat
     [
         (REPLICA.format(primary="replica-2"), "replication.postgres: primary: 'replica-2' is not a node of this instance"),
         (REPLICA.format(primary="primary").replace("replicas.replica-1", "replicas.primary"), "'primary' names the stack's own container"),
-        (REPLICA.format(primary="primary").replace("replication.postgres", "replication.redis"), "replication.redis"),
+        (
+            REPLICA.format(primary="replica-1").replace("replication.postgres", "replication.redis"),
+            "replication.redis.primary: nndb does not move Redis's primary",
+        ),
+        (REPLICA.replace("port = 5432", "port = 6379").format(primary="primary"), None),
+        (
+            REPLICA.format(primary="primary").replace(
+                'docker = { ssh = { user = "deploy", host = "pgdb2.nn.local" } }',
+                'docker = { ssh = { user = "deploy", host = "pgdb.nn.local" } }',
+            ),
+            "replication.postgres.replicas.replica-1.port: port 5432 on ssh://deploy@pgdb.nn.local clashes with postgres.port",
+        ),
+        (REPLICA.format(primary="primary").replace("replicas.replica-1", "replicas.exporter"), "'exporter' is the exporter's name"),
+        (
+            REPLICA.format(primary="primary")
+            + REPLICA.format(primary="primary").split("\n\n", 1)[1].replace("replica-1", "replica_1").replace("5432", "5434"),
+            "replication slot nndb_replica_replica_1",
+        ),
+        (REPLICA.format(primary="primary").replace("port = 5432", 'port = 5432\nbind_address = "pgdb2"'), "is not an IP address"),
     ],
-    ids=["unknown-primary", "replica-named-primary", "redis-has-no-replicas-yet"],
+    ids=[
+        "unknown-primary",
+        "replica-named-primary",
+        "redis-primary-moved",
+        "ports-on-another-host-are-free",
+        "port-clash-on-the-primary-host",
+        "named-exporter",
+        "slot-clash",
+        "bind-not-ip",
+    ],
 )
-def test_bad_replication_tables_are_one_line_naming_the_field(tmp_path: Path, extra: str, expected: str) -> None:
+def test_bad_replication_tables_are_one_line_naming_the_field(tmp_path: Path, extra: str, expected: str | None) -> None:
+    if expected is None:  # the control: the same table with another port (or on its own host) is fine
+        assert load_environment("dev-db", config_dir=config_dir_with(tmp_path, extra)).replicated_instances == ("postgres",)
+        return
     with pytest.raises(ConfigError) as caught:
         load_environment("dev-db", config_dir=config_dir_with(tmp_path, extra))
     message = str(caught.value)

@@ -2,7 +2,8 @@
 
 A container is replaced by a rotation exactly when its definition references that secret's value
 (through the `data.external` source's result); the post-apply resource references all of them (its
-trigger hashes the whole result), which is what re-runs the hooks.
+trigger hashes the whole result), which is what re-runs the hooks. A replica's container is named
+``<instance>_<replica>`` in the table: it stands for every replica of that instance the stack declares.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 
 import pytest
 
+from nexanest_db.config import load_environment
 from nexanest_db.secrets import SECRET_NAMES, TERRAFORM_SECRET_NAMES
 from tests.support.project import REPO_ROOT, synth
 
@@ -57,7 +59,16 @@ def test_the_table_names_every_secret() -> None:
 def test_rotation_replaces_exactly_the_documented_containers(stacks: dict[str, dict], stack_name: str) -> None:
     stack = stacks[stack_name]
     replaced = synthesized(stack)
-    table = documented()
+    config = load_environment(stack_name, config_dir=REPO_ROOT / "config")
+
+    def expand(container: str) -> set[str]:
+        instance, _, replica = container.partition("_<")
+        if not replica:
+            return {container}
+        return {f"{instance}_{name}".replace("-", "_") for name in config.replicas_of(instance)}
+
+    table = {name: {c for container in containers for c in expand(container)} for name, containers in documented().items()}
+    assert any("_<replica>" in c for containers in documented().values() for c in containers), "the table names the replicas"
     referenced_anywhere = set(RESULT_KEY.findall(json.dumps(stack)))
     for name in SECRET_NAMES:
         if name not in TERRAFORM_SECRET_NAMES or name not in referenced_anywhere:

@@ -21,6 +21,7 @@ from nexanest_db.secrets import (
     check_all,
     credentials_for,
     external_query,
+    replicated_from_query,
     required_secret_names,
     resolve_all,
     secrets_config_from_query,
@@ -205,11 +206,8 @@ def test_backup_key_is_a_credential_but_not_terraforms() -> None:
     assert spec_for("backup_encryption_key").env_var == "BACKUP_ENCRYPTION_KEY"
     assert tuple(name for name in SECRET_NAMES if spec_for(name).terraform) == TERRAFORM_SECRET_NAMES
     assert "backup_encryption_key" not in TERRAFORM_SECRET_NAMES
-    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == [
-        "backup_encryption_key",
-        "postgres_replication",
-        "timescale_replication",
-    ]
+    # The replication secrets may be Terraform's: only where their instance has replicas (required_secret_names).
+    assert [spec.name for spec in SECRET_SPECS if not spec.terraform] == ["backup_encryption_key"]
 
 
 def test_tls_secrets_are_required_only_with_tls_enabled() -> None:
@@ -227,13 +225,32 @@ def test_tls_secrets_are_required_only_with_tls_enabled() -> None:
     assert not local.tls.enabled and staging.tls.enabled
     assert not set(TLS_SECRET_NAMES) & set(required_secret_names(local))
     assert set(TLS_SECRET_NAMES) <= set(required_secret_names(staging))
-    assert required_secret_names(staging) == SECRET_NAMES
+    assert staging.replicated_instances == ()  # staging: pitr = true, no replicas
+    assert required_secret_names(staging) == tuple(name for name in SECRET_NAMES if name != "redis_replication")
     # Terraform gets the server pairs and the CA (uploaded into the containers; the CA for Redis's
-    # redis-cli --tls health check), never the backup key.
-    assert required_secret_names(staging, terraform_only=True) == TERRAFORM_SECRET_NAMES
+    # redis-cli --tls health check), never the backup key; the replication secrets only for replicas.
+    without_replicas = tuple(name for name in TERRAFORM_SECRET_NAMES if not name.endswith("_replication"))
+    assert required_secret_names(staging, terraform_only=True) == without_replicas
     assert "tls_ca_cert" in TERRAFORM_SECRET_NAMES
     assert not set(TLS_SECRET_NAMES) & set(required_secret_names(local, terraform_only=True))
-    assert required_secret_names(tls=True, terraform_only=True) == TERRAFORM_SECRET_NAMES
+    assert required_secret_names(tls=True, terraform_only=True) == without_replicas
+
+
+def test_replication_secrets_follow_pitr_and_the_replicas() -> None:
+    local = load_environment("local-db", config_dir=CONFIG_DIR)
+    prod = load_environment("prod-db", config_dir=CONFIG_DIR)
+    assert local.replicated_instances == () and not local.backup.pitr
+    assert not {"postgres_replication", "timescale_replication", "redis_replication"} & set(required_secret_names(local))
+    # prod: replicas of all three instances, so Terraform gets every replication secret (the replica containers' files)
+    assert prod.replicated_instances == ("postgres", "timescale", "redis")
+    assert required_secret_names(prod, terraform_only=True) == TERRAFORM_SECRET_NAMES
+    assert required_secret_names(prod) == SECRET_NAMES
+    # Only the instances with replicas: timescale's stays nndb's (pitr), Redis's is not needed at all.
+    only_postgres = required_secret_names(tls=False, replicated=("postgres",), terraform_only=True)
+    assert "postgres_replication" in only_postgres and not {"timescale_replication", "redis_replication"} & set(only_postgres)
+    assert required_secret_names(tls=False, replicated=("redis",), terraform_only=True)[-1] == "redis_replication"
+    # The password goes into a redis.conf line: one plain token.
+    assert spec_for("redis_replication").forbidden and " " in spec_for("redis_replication").forbidden
 
 
 def test_check_all_asks_for_tls_secrets_only_when_required() -> None:
@@ -321,10 +338,21 @@ def test_check_all_reports_location_and_problem_never_values() -> None:
 def test_external_query_round_trips_the_secrets_config(stack: str) -> None:
     config = load_environment(stack, config_dir=CONFIG_DIR)
     query = external_query(config)
-    expected_keys = {"stack", "secrets", "tls"} if config.tls.enabled else {"stack", "secrets"}
+    expected_keys = (
+        {"stack", "secrets"} | ({"tls"} if config.tls.enabled else set()) | ({"replicas"} if config.replicated_instances else set())
+    )
     assert set(query) == expected_keys and all(isinstance(v, str) for v in query.values())  # hashicorp/external: map(string)
     assert secrets_config_from_query(stack, json.loads(json.dumps(query))) == config.secrets
     assert tls_from_query(stack, query) is config.tls.enabled
+    assert replicated_from_query(stack, query) == config.replicated_instances
+
+
+def test_replicas_query_field_lists_instances_or_is_absent() -> None:
+    assert replicated_from_query("prod-db", {"stack": "prod-db"}) == ()
+    assert replicated_from_query("prod-db", {"replicas": "postgres,redis"}) == ("postgres", "redis")
+    for bad in ("postgres,postgres", "mysql", "", 3):
+        with pytest.raises(SecretsError, match="query field 'replicas' must list instances"):
+            replicated_from_query("prod-db", {"replicas": bad})
 
 
 def test_tls_query_field_must_be_enabled_or_absent() -> None:

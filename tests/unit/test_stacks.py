@@ -23,7 +23,7 @@ def all_containers(stack: dict) -> dict[str, dict]:
 
 def containers(stack: dict) -> dict[str, dict]:
     """The database containers."""
-    return {name: c for name, c in all_containers(stack).items() if not name.endswith("-exporter")}
+    return {name: c for name, c in all_containers(stack).items() if name in ("postgres", "timescale", "redis")}
 
 
 def exporters(stack: dict) -> dict[str, dict]:
@@ -67,28 +67,30 @@ def test_base_layer_images_and_ports(stacks: dict[str, dict]) -> None:
 def test_providers_target_the_right_engine(stacks: dict[str, dict]) -> None:
     assert stacks["local-db"]["provider"]["docker"] == [{"host": "unix:///var/run/docker.sock"}]
     for name in ("dev-db", "staging-db", "prod-db"):
-        # The default provider (no alias) is the database host's; staging has the Swarm manager's beside it ([swarm]).
+        # The default provider (no alias) is the database host's; the aliases beside it: staging's Swarm manager
+        # ([swarm]), prod's replica host pgdb2.nn.local ([replication.*]).
         (docker,) = [p for p in stacks[name]["provider"]["docker"] if "alias" not in p]
         assert docker["host"] == "ssh://deploy@pgdb.nn.local"
         assert docker["ssh_opts"] == ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+    ssh_opts = ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
     aliased = {name: [p for p in stacks[name]["provider"]["docker"] if "alias" in p] for name in STACKS}
     assert aliased == {
         "local-db": [],
         "dev-db": [],
-        "staging-db": [
-            {
-                "alias": "swarm",
-                "host": "ssh://deploy@swarm.nn.local",
-                "ssh_opts": ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"],
-            }
-        ],
-        "prod-db": [],
+        "staging-db": [{"alias": "swarm", "host": "ssh://deploy@swarm.nn.local", "ssh_opts": ssh_opts}],
+        "prod-db": [{"alias": "replica-host-pgdb2-nn-local", "host": "ssh://deploy@pgdb2.nn.local", "ssh_opts": ssh_opts}],
     }
-    # Only the Swarm secrets use the aliased provider, and every one of them does.
+    # The Swarm secrets use the Swarm alias and the replicas their host's; everything else the default provider.
     for name in STACKS:
         for kind, blocks in stacks[name]["resource"].items():
             for block_id, block in blocks.items():
-                assert (block.get("provider") == "docker.swarm") == (kind == "docker_secret"), f"{name}: {kind}.{block_id}"
+                if kind == "docker_secret":
+                    expected = "docker.swarm"
+                elif "_replica_" in block_id:
+                    expected = "docker.replica-host-pgdb2-nn-local"
+                else:
+                    expected = None
+                assert block.get("provider") == expected, f"{name}: {kind}.{block_id}"
 
 
 def test_backends(stacks: dict[str, dict]) -> None:
