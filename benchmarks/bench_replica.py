@@ -12,7 +12,7 @@ switchover to the replica with ``operations.replication.switchover`` and the fen
 
 Real Docker engine and the stand-in postgres image (scripts/bootstrap.sh). The stack is a copy of
 local-db with one PostgreSQL replica on the same engine under its own provider alias, synthesized and
-realized as tests/e2e/test_replica_engine.py does (tests/support/realize.py); the replication role
+realized as tests/e2e/test_replica_engine.py does (tests/support/realizer.py); the replication role
 and the slot come from ``operations.replica_setup`` as in the post-apply hooks. Measured in one run,
 printed beside the baseline; exits 1 when a target is missed. Not part of the test suite. Everything
 it creates carries a unique prefix and is removed at the end.

@@ -1,7 +1,7 @@
 """The synthesized replica container definitions realized on the real Docker engine, beside their primaries.
 
 As tests/e2e/test_container_specs.py does for the primaries (and NOT a deploy: the docker CLI realizes
-the blocks of ``cdk.tf.json`` field by field, tests/support/realize.py): a copy of local-db declares a
+the blocks of ``cdk.tf.json`` field by field, tests/support/realizer.py): a copy of local-db declares a
 PostgreSQL and a Redis replica whose "other host" is the same local engine under its own provider
 alias. The primaries start first, the real post-apply hooks run (they create the replication role and
 the replica's slot), then the replicas start in the order their ``depends_on`` says. Then: the

@@ -27,7 +27,7 @@ from nexanest_db.constructs import (
 from nexanest_db.constructs.postgres_replica import replica_healthcheck_command
 from nexanest_db.stacks.replicas import provider_aliases
 from tests.support.project import REPO_ROOT, copy_project, synth
-from tests.support.realize import UNESCAPED, unescape
+from tests.support.realizer import UNESCAPED, unescape
 
 HEALTH = HealthPolicy(interval_s=30, timeout_s=10, retries=5, start_period_s=10)
 BOOTSTRAP = (REPO_ROOT / "config" / "replica-bootstrap.sh").read_text()

@@ -175,7 +175,7 @@ def test_the_construct_references_values_and_keeps_older_generations_content() -
             ),
             "names must be unique",
         ),
-        (lambda: DockerEngineProps(host="unix:///x", alias="Swarm"), "lower-case identifier"),
+        (lambda: DockerEngineProps(host="unix:///x", alias="Swarm"), "provider alias must be lowercase"),
     ],
     ids=["literal-value", "bad-name", "bad-id", "no-alias", "no-secrets", "duplicate-names", "bad-alias"],
 )
