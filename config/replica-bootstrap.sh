@@ -7,8 +7,11 @@
 # role, through the replica's physical replication slot (the post-apply hooks create role and slot
 # before the replica container exists); -R writes standby.signal and primary_conninfo, which names
 # the passfile (never the password). Then the image's entrypoint starts the server as usual: it
-# finds a data directory and starts a standby. A data directory that is already there (a restart,
-# or a replica promoted by `nndb failover`) is never touched.
+# finds a data directory and starts a standby. A data directory that is already there is never cloned
+# again: a standby's (standby.signal) gets primary_conninfo and primary_slot_name pointed at the node
+# the stack names now (after `nndb failover` promoted another node, the other standbys follow
+# the new one: recovery_target_timeline = latest takes them onto its timeline); a promoted replica's
+# is left as it is.
 #
 # Environment: NNDB_PRIMARY_HOST, NNDB_PRIMARY_PORT, NNDB_REPLICATION_USER, NNDB_REPLICATION_SLOT, and
 # the password as NNDB_REPLICATION_PASSWORD_FILE (the plain password, as the stack uploads it) or
@@ -40,15 +43,33 @@ else
 	install -o postgres -g postgres -m 0600 "$NNDB_REPLICATION_PASSFILE" "$passfile"
 fi
 
-if [[ ! -s $PGDATA/PG_VERSION ]]; then
+conninfo="host=$NNDB_PRIMARY_HOST port=$NNDB_PRIMARY_PORT user=$NNDB_REPLICATION_USER passfile=$passfile"
+conninfo+=" sslmode=${NNDB_PRIMARY_SSLMODE:-prefer} application_name=$NNDB_REPLICATION_SLOT"
+if [[ -n ${NNDB_PRIMARY_SSLROOTCERT:-} ]]; then
+	conninfo+=" sslrootcert=$NNDB_PRIMARY_SSLROOTCERT"
+fi
+
+# postgresql.auto.conf's primary_conninfo and primary_slot_name, replaced (the server reads the last
+# occurrence; pg_basebackup -R wrote them once, ALTER SYSTEM would need a running server).
+point_standby() {
+	local auto=$PGDATA/postgresql.auto.conf
+	{
+		grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)[[:space:]]*=' "$auto" || true
+		printf "primary_conninfo = '%s'\n" "${conninfo//\'/\'\'}"
+		printf "primary_slot_name = '%s'\n" "$NNDB_REPLICATION_SLOT"
+	} >"$auto.partial"
+	chown postgres:postgres "$auto.partial"
+	chmod 0600 "$auto.partial"
+	mv -f "$auto.partial" "$auto"
+}
+
+if [[ -s $PGDATA/PG_VERSION && -f $PGDATA/standby.signal ]]; then
+	log "standby data directory: streaming from $NNDB_PRIMARY_HOST:$NNDB_PRIMARY_PORT through slot $NNDB_REPLICATION_SLOT"
+	point_standby
+elif [[ ! -s $PGDATA/PG_VERSION ]]; then
 	mkdir -p "$PGDATA"
 	chown postgres:postgres "$PGDATA"
 	chmod 0700 "$PGDATA"
-	conninfo="host=$NNDB_PRIMARY_HOST port=$NNDB_PRIMARY_PORT user=$NNDB_REPLICATION_USER passfile=$passfile"
-	conninfo+=" sslmode=${NNDB_PRIMARY_SSLMODE:-prefer} application_name=$NNDB_REPLICATION_SLOT"
-	if [[ -n ${NNDB_PRIMARY_SSLROOTCERT:-} ]]; then
-		conninfo+=" sslrootcert=$NNDB_PRIMARY_SSLROOTCERT"
-	fi
 	log "empty data directory: cloning $NNDB_PRIMARY_HOST:$NNDB_PRIMARY_PORT through slot $NNDB_REPLICATION_SLOT (sslmode ${NNDB_PRIMARY_SSLMODE:-prefer})"
 	# A half-made clone (the primary went away mid-copy) must not look like a data directory next time.
 	if ! setpriv --reuid=postgres --regid=postgres --init-groups -- \

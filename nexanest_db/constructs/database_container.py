@@ -55,6 +55,11 @@ class DatabaseContainerProps:
     # The tier network; None for a container on another engine (a replica host), which has no tier network.
     network_name: str | None = None
     log_opts: Mapping[str, str] = field(default_factory=_rotated_json_logs)
+    # The container is a fenced old primary: ``nndb failover`` moved the instance's primary to a replica and
+    # stopped this one. It stays defined (its data volume is the evidence and the way back) but is created
+    # stopped and never started by a deploy: kreuzwerker/docker 3.6.2 deletes a stopped ``must_run``
+    # container when it reads it and creates it anew, started, which would bring back a second writable primary.
+    fenced: bool = False
 
     def __post_init__(self) -> None:
         if not self.image or any(c.isspace() for c in self.image):
@@ -127,7 +132,7 @@ def database_container(
         destroy_grace_seconds=stop_timeout_s,
         provider=provider,
         depends_on=list(depends_on) or None,
-        **runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts),
+        **runtime_arguments(limits=props.limits, labels_=props.labels, log_opts=props.log_opts, fenced=props.fenced),
     )
     return BuiltContainer(image=image, volumes=built_volumes, container=container)
 
@@ -166,7 +171,7 @@ def named_volume(
     )
 
 
-def runtime_arguments(*, limits: ContainerLimits, labels_: Mapping[str, str], log_opts: Mapping[str, str]) -> dict:
+def runtime_arguments(*, limits: ContainerLimits, labels_: Mapping[str, str], log_opts: Mapping[str, str], fenced: bool = False) -> dict:
     """The ``docker_container`` arguments every container shares: limits, restart, labels, rotated JSON logs.
 
     Shaped for kreuzwerker/docker 3.6.2 (tests/unit/test_provider_shapes.py holds the rules):
@@ -176,11 +181,13 @@ def runtime_arguments(*, limits: ContainerLimits, labels_: Mapping[str, str], lo
     - ``memory_swap`` explicit, because Docker fills it in and 3.6.2 reads it back;
     - ``wait = false``: the provider's wait polls the health check, whose first run comes only after
       the ADR's 30 s interval, and ends in a bare "container failed to be in healthy state". The
-      post-apply resource runs ``nndb wait-ready`` instead (seconds, and a one-line diagnosis).
+      post-apply resource runs ``nndb wait-ready`` instead (seconds, and a one-line diagnosis);
+    - ``fenced``: ``start = false``, ``must_run = false`` and ``restart = "no"`` (the fence's own policy),
+      so neither a deploy nor the engine starts a fenced old primary.
     """
     return {
         "wait": False,
-        "restart": limits.restart,
+        "restart": "no" if fenced else limits.restart,
         "memory": limits.memory_mb,
         "memory_swap": limits.memory_swap_mb,
         "cpu_period": CPU_PERIOD_US,
@@ -188,5 +195,6 @@ def runtime_arguments(*, limits: ContainerLimits, labels_: Mapping[str, str], lo
         "labels": labels({**labels_, CPU_LIMIT_LABEL: f"{limits.cpus:g}"}),
         "log_driver": "json-file",
         "log_opts": dict(sorted(log_opts.items())),
-        "must_run": True,
+        "must_run": not fenced,
+        **({"start": False} if fenced else {}),
     }

@@ -9,8 +9,10 @@ password arrives as a file (a sensitive Terraform reference: never in ``cdk.tf.j
 primary's certificate is verified against the uploaded CA where TLS is on.
 
 Its postgresql.conf and pg_hba.conf are the primary's (the clone takes them over after a promotion).
-Its health check: accepting connections, in recovery and streaming from the primary — or, once the
-config names it the primary (after ``nndb failover``), out of recovery.
+Its health check: accepting connections, and either a standby whose WAL receiver streams or a
+promoted primary. The same check in both roles, so that the first deploy after ``nndb failover``
+does not replace (restart) the new primary's container; which node must be the primary is
+``nndb status``'s and ``nndb failover``'s business (two writable primaries are red).
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ class PostgresReplicaProps(DatabaseContainerProps):
     tls: PostgresReplicaTls | None = None
     wal_archive_dir: str | None = None  # after a promotion it archives like the primary did
     protect_data: bool = False  # after a failover this volume holds the only primary's data
-    serves_as_primary: bool = False  # the config names this replica the primary (after `nndb failover`)
     depends_on: Sequence[ITerraformDependable] = ()
 
     def __post_init__(self) -> None:
@@ -109,14 +110,10 @@ def replica_entrypoint(tls: bool) -> list[str]:
     return ["/bin/sh", "-c", script, "nndb-replica-entrypoint"]
 
 
-def replica_healthcheck_command(*, superuser: str, port: int, serves_as_primary: bool) -> str:
-    """Accepting connections over TCP, and the role the config expects: a standby in recovery whose WAL receiver
-    streams from the primary, or (the replica the config names the primary) out of recovery."""
-    query = (
-        "SELECT NOT pg_is_in_recovery()"
-        if serves_as_primary
-        else "SELECT pg_is_in_recovery() AND EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
-    )
+def replica_healthcheck_command(*, superuser: str, port: int) -> str:
+    """Accepting connections over TCP, and either out of recovery (promoted) or a standby whose WAL receiver streams
+    (in recovery is not enough: a standby that lost its primary replays nothing)."""
+    query = "SELECT NOT pg_is_in_recovery() OR EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
     return f'pg_isready -U {superuser} -h 127.0.0.1 -p {port} && test "$(psql -XtAq -U {superuser} -d postgres -p {port} -c "{query}")" = t'
 
 
@@ -175,9 +172,7 @@ class PostgresReplica(Construct):
             command=["postgres", "-c", f"config_file={props.config_path}", "-c", "hot_standby=on"],
             env=[f"{key}={value}" for key, value in env.items()],
             volumes=volumes,
-            healthcheck=props.health.healthcheck(
-                replica_healthcheck_command(superuser=props.superuser, port=port, serves_as_primary=props.serves_as_primary)
-            ),
+            healthcheck=props.health.healthcheck(replica_healthcheck_command(superuser=props.superuser, port=port)),
             entrypoint=replica_entrypoint(tls),
             stop_timeout_s=60,
             provider=props.provider,

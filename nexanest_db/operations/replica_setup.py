@@ -4,7 +4,8 @@ Run by the ``init_sql`` hook step on every deploy (the replica containers depend
 a first deploy both exist before a replica's ``pg_basebackup`` starts): for each PostgreSQL
 instance with replicas (``[replication.<instance>]``), on the node that takes writes,
 ``sql/init/04-replication-role.sql`` (the role, its password from the ``<instance>_replication``
-secret as a SCRAM verifier) and ``sql/init/05-replica-slot.sql`` per replica. Idempotent.
+secret as a SCRAM verifier) and ``sql/init/05-replica-slot.sql`` per replica that streams (after a
+failover: every replica but the promoted one, on the promoted one). Idempotent.
 
 Redis's replicas log in with the ACL user the stack uploads in the primary's ACL file
 (``stacks/replicas.py``); ``redis_replication_user`` is its wanted shape, which the ``redis_acl``
@@ -64,7 +65,11 @@ def ensure_replica_prerequisites(context: HookContext) -> list[tuple[str, str]]:
         verifier = scram.current_verifier(context.password(REPLICATION_SECRETS[instance]), row[0] if row else None)
         values = StepValues(identifiers={"replication_role": REPLICATION_ROLE}, literals={"replication_password": verifier})
         changed += [(instance, title) for title in run_steps(conn, role_steps, values)]
+        primary = context.config.replication[instance].primary  # type: ignore[index]
         for name in context.config.replicas_of(instance):
+            if name == primary:
+                # The promoted replica streams from nobody: a slot for it on itself would hold WAL forever.
+                continue
             slot = replication_slot(name)
             values = StepValues(identifiers={"slot_name": slot}, literals={"slot": slot})
             changed += [(instance, title) for title in run_steps(conn, slot_steps, values)]

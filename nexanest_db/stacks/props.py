@@ -176,6 +176,8 @@ def postgres_props(
         wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
         tls=tls,
         replication_role=replication_role_for(config, instance),
+        # `nndb failover` moved the primary to a replica and stopped this container: a deploy keeps it stopped.
+        fenced=config.primary_endpoint(instance) is not None,
     )
 
 

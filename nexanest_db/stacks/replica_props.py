@@ -48,7 +48,6 @@ class ReplicaPlacement:
     provider: TerraformProvider
     source: tuple[str, int]  # host and port of the node it streams from
     after: Sequence[ITerraformDependable]  # the post-apply hooks: they make the role and the slot first
-    serves_as_primary: bool = False  # the config names this replica the primary (after `nndb failover`)
 
 
 def _container_name(inputs: StackInputs, at: ReplicaPlacement) -> str:
@@ -100,7 +99,6 @@ def postgres_replica_props(inputs: StackInputs, at: ReplicaPlacement, *, secrets
         tls=tls,
         wal_archive_dir=WAL_ARCHIVE_DIR if config.backup.pitr else None,
         protect_data=config.protected,
-        serves_as_primary=at.serves_as_primary,
         depends_on=at.after,
     )
 

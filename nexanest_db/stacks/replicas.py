@@ -99,7 +99,6 @@ def add_replicas(
                 # The promoted replica keeps the address it was cloned from: its data directory is never cloned again.
                 source=(stack_host, primary.host_port) if serves_as_primary else current,
                 after=after,
-                serves_as_primary=serves_as_primary,
             )
             node: PostgresReplica | RedisReplica
             if isinstance(primary, RedisInstance):

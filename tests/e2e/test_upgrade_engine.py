@@ -24,11 +24,11 @@ from collections.abc import Iterator
 import pytest
 
 from nexanest_db.errors import UpgradeError
-from tests.support.realizer import INSTANCES, PASSWORDS, TIMINGS_FILE, Realized, base_environment, realize, teardown
-from tests.fixtures.servers import free_port
 from tests.fixtures.upgrade_images import NEVER_READY_LOG, UpgradeImages
 from tests.support.cli_json import json_result
+from tests.support.local_servers import free_port
 from tests.support.project import REPO_ROOT, copy_project
+from tests.support.realizer import INSTANCES, PASSWORDS, TIMINGS_FILE, Realized, base_environment, realize, teardown
 from tests.support.standins import point_at_standins
 
 pytestmark = pytest.mark.e2e

@@ -109,7 +109,7 @@ def test_postgres_replica_clones_through_its_slot_on_its_own_host() -> None:
     assert container["ports"] == [{"external": 15432, "internal": 5432, "ip": "10.0.0.12", "protocol": "tcp"}]
     assert "networks_advanced" not in container  # another host: the primary is reached at its published endpoint
     assert (
-        "pg_is_in_recovery() AND EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+        "NOT pg_is_in_recovery() OR EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
         in container["healthcheck"]["test"][1]
     )
     assert "moved" not in json.dumps(document)
@@ -130,12 +130,12 @@ def test_postgres_replica_with_tls_verifies_the_primary_and_serves_tls() -> None
     assert "hostssl  replication nndb_replication all scram-sha-256" in document["locals"]["pg-hba-tls"]
 
 
-def test_a_promoted_replica_is_healthy_out_of_recovery() -> None:
-    standby = replica_healthcheck_command(superuser="nexanest", port=5432, serves_as_primary=False)
-    primary = replica_healthcheck_command(superuser="nexanest", port=5432, serves_as_primary=True)
-    assert standby.startswith("pg_isready -U nexanest -h 127.0.0.1 -p 5432 && ") and standby.endswith('" = t')
-    assert "pg_stat_wal_receiver WHERE status = 'streaming'" in standby  # in recovery is not enough: it must stream
-    assert primary.startswith("pg_isready -U nexanest -h 127.0.0.1 -p 5432 && ") and '-c "SELECT NOT pg_is_in_recovery()")" = t' in primary
+def test_a_replica_is_healthy_streaming_or_promoted_with_one_check() -> None:
+    check = replica_healthcheck_command(superuser="nexanest", port=5432)
+    assert check.startswith("pg_isready -U nexanest -h 127.0.0.1 -p 5432 && ") and check.endswith('" = t')
+    # in recovery is not enough: a standby must stream; promoted, it is out of recovery. One check for both roles,
+    # so a failover does not change (and a deploy does not replace) the new primary's container.
+    assert "SELECT NOT pg_is_in_recovery() OR EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')" in check
 
 
 @pytest.mark.parametrize(
@@ -323,7 +323,7 @@ def test_no_secret_value_in_a_stack_with_replicas(dev_with_replicas: tuple[Path,
         assert f'sensitive(data.external.secrets.result[\\"{name}\\"])' in text
 
 
-def test_after_a_failover_the_other_replicas_clone_from_the_new_primary(tmp_path: Path) -> None:
+def test_after_a_failover_the_other_replicas_follow_the_new_primary_and_the_old_one_stays_stopped(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     dev = project / "config" / "dev.toml"
     dev.write_text(
@@ -338,8 +338,13 @@ def test_after_a_failover_the_other_replicas_clone_from_the_new_primary(tmp_path
     other = dict(entry.split("=", 1) for entry in containers["postgres_replica_2"]["env"])
     assert (promoted["NNDB_PRIMARY_HOST"], promoted["NNDB_PRIMARY_PORT"]) == ("pgdb.nn.local", "5432")  # unchanged: never clones again
     assert (other["NNDB_PRIMARY_HOST"], other["NNDB_PRIMARY_PORT"]) == ("pgdb2.nn.local", "5432")
-    assert "SELECT NOT pg_is_in_recovery()" in containers["postgres_replica_1"]["healthcheck"]["test"][1]
-    assert "pg_stat_wal_receiver" in containers["postgres_replica_2"]["healthcheck"]["test"][1]
+    # One health check for both roles: the failover changes nothing in the new primary's container (no replacement).
+    assert containers["postgres_replica_1"]["healthcheck"] == containers["postgres_replica_2"]["healthcheck"]
+    # The fenced old primary stays defined (its volume is kept) but a deploy neither starts it nor keeps it running;
+    # timescale, whose primary did not move, is unchanged.
+    fenced, unmoved = containers["postgres"], containers["timescale"]
+    assert (fenced["start"], fenced["must_run"], fenced["restart"]) == (False, False, "no")
+    assert "start" not in unmoved and (unmoved["must_run"], unmoved["restart"]) == (True, "unless-stopped")
 
 
 def test_with_tls_only_the_instance_with_replicas_admits_replication(tmp_path: Path) -> None:
