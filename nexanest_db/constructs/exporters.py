@@ -31,6 +31,7 @@ REDIS_PASSWORD_MAP_FILE = "/run/secrets/monitor_passwords.json"  # noqa: S105 - 
 CA_FILE = "/run/secrets/tls/ca.pem"
 _ALIAS = re.compile(r"^[a-z][a-z0-9-]*$")
 _LOGIN = re.compile(r"^[a-zA-Z0-9_-]+$")
+_HOST = re.compile(r"^[A-Za-z0-9.:-]+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,9 +45,14 @@ class ExporterProps(DatabaseContainerProps):
     # With tls.enabled: the CA bundle (a Terraform reference); the exporter then verifies the server
     # certificate, which must name the alias (docs/secrets.md).
     ca_cert: str | None = None
+    # Where the database answers when it is not the stack's own container: after `nndb failover` the
+    # instance's primary is a replica on another host, reached at its published endpoint (host, port).
+    moved_to: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.moved_to is not None and not (_HOST.match(self.moved_to[0]) and 1 <= self.moved_to[1] <= 65535):
+            raise ValueError(f"moved_to must be a host and a port, got {self.moved_to!r}")
         if not _ALIAS.match(self.target):
             raise ValueError(f"target must be the database's network alias, got {self.target!r}")
         if not _LOGIN.match(self.user):
@@ -55,6 +61,11 @@ class ExporterProps(DatabaseContainerProps):
     @property
     def network_alias(self) -> str:
         return f"{self.target}-exporter"
+
+    @property
+    def scrape_address(self) -> str:
+        """``host:port`` the exporter connects to: the alias on the tier network, or where the primary moved."""
+        return f"{self.moved_to[0]}:{self.moved_to[1]}" if self.moved_to is not None else f"{self.target}:{self.target_port}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +93,7 @@ class PostgresExporter(Construct):
             network_alias=props.network_alias,
             files=files,
             env=[
-                f"DATA_SOURCE_URI={props.target}:{props.target_port}/postgres?{params}",
+                f"DATA_SOURCE_URI={props.scrape_address}/postgres?{params}",
                 f"DATA_SOURCE_USER={props.user}",
                 f"DATA_SOURCE_PASS_FILE={PASSWORD_FILE}",
             ],
@@ -105,7 +116,7 @@ class RedisExporterProps(ExporterProps):
     @property
     def uri(self) -> str:
         scheme = "rediss" if self.ca_cert is not None else "redis"
-        return f"{scheme}://{self.target}:{self.target_port}"
+        return f"{scheme}://{self.scrape_address}"
 
 
 class RedisExporter(Construct):

@@ -240,6 +240,8 @@ def _exporter_common(inputs: StackInputs, instance: str, container_port: int, *,
         "network_name": network.name,
         "labels": labels_for(inputs, f"{instance}-exporter"),
         "ca_cert": secrets.sensitive(CA_SECRET) if config.tls.enabled else None,
+        # After `nndb failover` the instance's primary is a replica elsewhere: the exporter follows it there.
+        "moved_to": (moved.host, moved.port) if (moved := config.primary_endpoint(instance)) is not None else None,
     }
 
 

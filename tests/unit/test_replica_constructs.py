@@ -345,6 +345,10 @@ def test_after_a_failover_the_other_replicas_follow_the_new_primary_and_the_old_
     fenced, unmoved = containers["postgres"], containers["timescale"]
     assert (fenced["start"], fenced["must_run"], fenced["restart"]) == (False, False, "no")
     assert "start" not in unmoved and (unmoved["must_run"], unmoved["restart"]) == (True, "unless-stopped")
+    # The moved instance's exporter scrapes the new primary at its endpoint; the other one its tier alias.
+    exporter_env = {name: dict(e.split("=", 1) for e in containers[f"{name}_exporter"]["env"]) for name in ("postgres", "timescale")}
+    assert exporter_env["postgres"]["DATA_SOURCE_URI"].startswith("pgdb2.nn.local:5432/postgres?")
+    assert exporter_env["timescale"]["DATA_SOURCE_URI"].startswith("timescale:5432/postgres?")
 
 
 def test_with_tls_only_the_instance_with_replicas_admits_replication(tmp_path: Path) -> None:
