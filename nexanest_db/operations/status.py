@@ -37,13 +37,16 @@ from cryptography import x509
 
 from nexanest_db.backups import Catalog
 from nexanest_db.client_tls import CA_SECRET
+from nexanest_db.config import PRIMARY_NODE
 from nexanest_db.context import HookContext
 from nexanest_db.errors import ConfigError, NndbError
 from nexanest_db.ledger import make_plan, read_ledger
 from nexanest_db.migration_files import discover
 from nexanest_db.monitoring import load_identities
+from nexanest_db.operations.replication import node_state
+from nexanest_db.operations.replication_nodes import build_node, node_addresses
 from nexanest_db.queries import load_query
-from nexanest_db.roles import ServiceRoles
+from nexanest_db.roles import SUPERUSER_SECRETS, ServiceRoles
 from nexanest_db.sqlfiles import one_line
 
 Level = Literal["ok", "warn", "red"]
@@ -322,6 +325,7 @@ class _Checker:
         if in_recovery:
             # The stack's endpoint should name the primary: after a failover, re-point it (docs/runbooks/failover.md).
             self.find("red", status.name, "answers as a standby (read-only): the endpoint does not point at the primary")
+        status.replication["nodes"] = self.other_nodes(status.name)
         for name, state, lag_bytes, _lag_s in clients:
             if int(lag_bytes) > REPLICATION_LAG_WARN_BYTES:
                 self.find(
@@ -329,6 +333,50 @@ class _Checker:
                     status.name,
                     f"{name} ({state}) lags {int(lag_bytes) // (1024 * 1024)} MiB behind; see docs/runbooks/replication.md",
                 )
+
+    def other_nodes(self, instance: str) -> dict[str, dict[str, str]]:
+        """Every configured node but the endpoint's (``[replication.<instance>]``): its role as it answers.
+
+        Red on a second writable primary (split brain: fence it, docs/runbooks/failover.md); a warning for a
+        replica that does not answer or does not stream. The fenced old primary after a failover is expected down.
+        """
+        config = self.context.config
+        if not config.replicas_of(instance):
+            return {}
+        current = config.replication[instance].primary  # type: ignore[index]
+        addresses = node_addresses(config, instance, current_primary_endpoint=self.context.endpoints.for_instance(instance))
+        password = self.context.password(SUPERUSER_SECRETS[instance])
+        tls_kwargs = self.context.postgres.tls_kwargs()
+        superuser = config.instance(instance).superuser  # type: ignore[attr-defined]
+        nodes: dict[str, dict[str, str]] = {}
+        for name, address in addresses.items():
+            if name == current:
+                continue
+            node = build_node(
+                address, superuser=superuser, password=password, tls_kwargs=tls_kwargs, connect_timeout_s=self.context.connect_timeout_s
+            )
+            state = node_state(node, self.sql_dir)
+            where = f"{address.endpoint.host}:{address.endpoint.port}"
+            fenced = name == PRIMARY_NODE  # the stack's own container, after a failover moved the primary away
+            role = "fenced" if fenced and not state.reachable else state.role
+            nodes[name] = {"endpoint": where, "role": role, "receiver": state.receiver_status or ""}
+            if state.reachable and not state.in_recovery:
+                self.find(
+                    "red",
+                    instance,
+                    f"{name} at {where} also takes writes (two writable primaries beside {current}): fence it now "
+                    "(docs/runbooks/failover.md)",
+                )
+            elif not state.reachable and not fenced:
+                self.find("warn", instance, f"replica {name} does not answer at {where}; see docs/runbooks/replication.md")
+            elif state.reachable and state.receiver_status != "streaming":
+                self.find(
+                    "warn",
+                    instance,
+                    f"replica {name} at {where} is a standby but does not stream (receiver: {state.receiver_status or 'none'}); "
+                    "see docs/runbooks/replication.md",
+                )
+        return nodes
 
     def wal_archiving(self, conn: psycopg.Connection, status: InstanceStatus, archive_mode: str) -> None:
         row = conn.execute(load_query(self.sql_dir, "status-archiver")).fetchone()

@@ -56,7 +56,7 @@ def test_a_healthy_tier_is_green_with_every_instance_and_service(deployed: DbSta
         assert 1 <= instance["connections"]["used"] < instance["connections"]["max"]
         assert instance["uptime_s"] >= 0 and instance["tls"] is None
         assert instance["wal_archiving"] is None  # local-db has no PITR
-        assert instance["replication"] == {"role": "primary", "clients": []}
+        assert instance["replication"] == {"role": "primary", "clients": [], "nodes": {}}
     redis = document["instances"]["redis"]
     assert redis["version"].startswith("7.") and redis["memory"]["used_bytes"] > 0 and redis["memory"]["max_bytes"] >= 0
     assert redis["acl_users"] == {"present": ["analytics", "auth", "default", "nndb_monitor", "portfolio"], "missing": []}
@@ -169,5 +169,43 @@ def test_a_streaming_standby_is_listed_with_its_lag_and_a_standby_behind_the_end
         result = nndb(deployed, "status", STACK, environ={**deployed.environ, "POSTGRES_PORT": str(standby.port)}, timeout=60)
         assert result.returncode == StatusRed.exit_code
         assert "red: postgres: answers as a standby (read-only): the endpoint does not point at the primary" in red_lines(result.stderr)
+    finally:
+        standby.stop()
+
+
+def test_every_replica_is_listed_and_a_second_writable_primary_is_red(deployed: DbStack) -> None:
+    standby = start_standby(deployed.postgres)
+    try:
+        # The project declares the standby as postgres's replica (its engine is never asked: status only connects).
+        local = deployed.project / "config" / "local.toml"
+        local.write_text(
+            local.read_text(encoding="utf-8")
+            + "\n[replication.postgres.replicas.standby-1]\n"
+            + 'docker = { host = "unix:///var/run/docker.sock" }\n'
+            + f'endpoint_host = "{standby.host}"\nport = {standby.port}\n',
+            encoding="utf-8",
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            document = json_result(status(deployed, "--json").stdout, "status")
+            nodes = document["instances"]["postgres"]["replication"]["nodes"]
+            if nodes.get("standby-1", {}).get("receiver") == "streaming" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert nodes == {"standby-1": {"endpoint": f"{standby.host}:{standby.port}", "role": "standby", "receiver": "streaming"}}
+        assert document["instances"]["postgres"]["state"] == "ok"
+
+        # The standby promoted behind nndb's back (or an old primary started by hand): split brain, red, by name.
+        with standby.connect() as conn:
+            conn.execute("SELECT pg_promote(wait => true)")
+        result = status(deployed)
+        assert result.returncode == StatusRed.exit_code
+        expected = f"red: postgres: standby-1 at {standby.host}:{standby.port} also takes writes (two writable primaries beside primary)"
+        assert any(line.startswith(expected) for line in red_lines(result.stderr)), result.stderr
+
+        # A replica that does not answer is a warning, not red.
+        standby.stop()
+        result = status(deployed)
+        assert f"warn: postgres: replica standby-1 does not answer at {standby.host}:{standby.port}" in result.stdout + result.stderr
     finally:
         standby.stop()
