@@ -74,6 +74,10 @@ _VERSION_OUTPUT = {
 }
 _LEADING_NUMBER = re.compile(r"^(\d+)(?:[.\s-]|$)")
 _BOX = re.compile(r"^[\s│|╷╵┃]+")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, cursor moves and line erases of cdktf's terminal UI
+_STACK_PREFIX = re.compile(r"^[a-z0-9-]+-db {2}")  # cdktf's "<stack>  " before each line of a stack's output
+# A continuation line of a wrapped message in Terraform's error box: indentation, the box's bar, the text.
+_BOX_CONTINUATION = re.compile(r"^\s+[│|┃] ?(?P<text>.*)$")
 
 
 def kind_of(instance: str) -> str:
@@ -342,12 +346,28 @@ def apply_argv(template: str, stack: str) -> tuple[str, ...]:
 
 
 def failure_detail(lines: Sequence[str], returncode: int, command: str) -> str:
-    """The line that says why an apply failed: nndb's own error line (Terraform repeats it in its box), else the last."""
-    cleaned = [_BOX.sub("", line).strip() for line in lines]
-    cleaned = [line for line in cleaned if line]
-    errors = [line for line in cleaned if "nndb: error:" in line]
+    """The line that says why an apply failed: nndb's own error line, else Terraform's last error, else the last line.
+
+    cdktf's output carries terminal escapes and prefixes each line with the stack's name; Terraform's
+    error box repeats nndb's line wrapped at the terminal's width, so a wrapped line is joined with its
+    continuation lines in the box (the local-exec output has it whole).
+    """
+    plain = [_ANSI.sub("", line) for line in lines]
+    errors: list[str] = []
+    for index, line in enumerate(plain):
+        if "nndb: error:" not in line:
+            continue
+        parts = [line[line.index("nndb: error:") + len("nndb: error:") :].strip()]
+        for following in plain[index + 1 :]:
+            continued = _BOX_CONTINUATION.match(following)
+            if continued is None or not continued["text"].strip():
+                break
+            parts.append(continued["text"].strip())
+        errors.append(" ".join(parts))
     if errors:
-        return errors[-1][errors[-1].index("nndb: error:") + len("nndb: error:") :].strip()
+        return errors[-1]
+    cleaned = [_BOX.sub("", _STACK_PREFIX.sub("", line)).strip() for line in plain]
+    cleaned = [line for line in cleaned if line]
     terraform = [line.removeprefix("Error:").strip() for line in cleaned if line.startswith("Error:")]
     if terraform:
         return terraform[-1]

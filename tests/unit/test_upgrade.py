@@ -179,6 +179,18 @@ def test_failure_detail_prefers_nndbs_own_line_inside_terraforms_box() -> None:
     assert failure_detail([], 3, "deploy.sh") == "deploy.sh exited 3"
 
 
+def test_failure_detail_reads_cdktfs_real_output_with_escapes_and_the_wrapped_box() -> None:
+    # The tail of a real `cdktf deploy` whose wait-ready failed (kreuzwerker/docker 3.6.2, cdktf-cli 0.20):
+    # terminal escapes, "local-db  " prefixes, and Terraform's box wrapping nndb's line at 80 columns.
+    lines = (REPO_ROOT / "tests" / "fixtures" / "cdktf-deploy-failure-tail.txt").read_text().splitlines()
+    detail = failure_detail(lines, 1, "cdktf deploy local-db --auto-approve")
+    assert detail.startswith("postgres: container nndb-e2e-local-546c54ba-postgres did not answer on 127.0.0.1:49033 after 20 s;")
+    assert detail.endswith("last log lines: stand-in never-ready: this server never starts; fix the cause, then run the deploy again")
+    assert "\x1b" not in detail
+    wrapped_only = [line for line in lines if "(local-exec):" not in line]  # the box alone: joined back into one line
+    assert failure_detail(wrapped_only, 1, "cdktf deploy") == detail
+
+
 def test_command_applier_streams_lines_passes_the_wait_bound_and_reports_the_error_line(tmp_path: Path) -> None:
     script = f'echo "wait bound $${WAIT_READY_TIMEOUT_VARIABLE}"; echo "nndb: error: it broke" >&2; exit 4'
     applier = CommandApplier(argv=("sh", "-c", script.replace("$$", "$")), cwd=tmp_path, environ={"PATH": "/usr/bin:/bin"})
