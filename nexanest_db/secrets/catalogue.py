@@ -19,7 +19,7 @@ without an import cycle (tests/unit/test_secrets_package.py checks the package's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from nexanest_db.config import ENDPOINT_VARIABLES, EnvironmentConfig, ServiceConfig
@@ -216,41 +216,47 @@ def _fixed_tail() -> tuple[SecretSpec, ...]:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ServiceCredential:
+    """One kind of per-service secret: how its name, variable and description follow from the service."""
+
+    kind: str  # the key in VAULT_SERVICE_KEYS
+    name: Callable[[str], str]
+    env_var: Callable[[ServiceSecrets], str]
+    description: str  # "{service} ..."
+    needed: Callable[[ServiceSecrets], bool] = lambda _service: True
+
+
+# In this order: every login role first, then the read-only roles, then the Redis users (the catalogue's stable order).
+_SERVICE_CREDENTIALS: tuple[_ServiceCredential, ...] = (
+    _ServiceCredential(kind="app", name=app_secret, env_var=lambda s: s.db_password_env, description="{service} service login role"),
+    _ServiceCredential(
+        kind="readonly",
+        name=readonly_secret,
+        env_var=lambda s: s.readonly_password_env,
+        description="{service} read-only role",
+        needed=lambda s: s.readonly,
+    ),
+    _ServiceCredential(
+        kind="redis", name=redis_secret, env_var=lambda s: s.redis_password_env, description="{service} service Redis ACL user"
+    ),
+)
+
+
 def service_specs(services: Iterable[ServiceSecrets]) -> tuple[SecretSpec, ...]:
     """The per-service secrets: every login role first, then the read-only roles, then the Redis users."""
     services = tuple(services)
-    return (
-        *(
-            SecretSpec(
-                name=app_secret(s.service),
-                env_var=s.db_password_env,
-                description=f"{s.service} service login role",
-                service=s.service,
-                vault_key=VAULT_SERVICE_KEYS["app"],
-            )
-            for s in services
-        ),
-        *(
-            SecretSpec(
-                name=readonly_secret(s.service),
-                env_var=s.readonly_password_env,
-                description=f"{s.service} read-only role",
-                service=s.service,
-                vault_key=VAULT_SERVICE_KEYS["readonly"],
-            )
-            for s in services
-            if s.readonly
-        ),
-        *(
-            SecretSpec(
-                name=redis_secret(s.service),
-                env_var=s.redis_password_env,
-                description=f"{s.service} service Redis ACL user",
-                service=s.service,
-                vault_key=VAULT_SERVICE_KEYS["redis"],
-            )
-            for s in services
-        ),
+    return tuple(
+        SecretSpec(
+            name=credential.name(s.service),
+            env_var=credential.env_var(s),
+            description=credential.description.format(service=s.service),
+            service=s.service,
+            vault_key=VAULT_SERVICE_KEYS[credential.kind],
+        )
+        for credential in _SERVICE_CREDENTIALS
+        for s in services
+        if credential.needed(s)
     )
 
 

@@ -34,10 +34,22 @@ def server_pids(datadir: Path) -> list[int]:
     return pids
 
 
-def stop_after(datadir: Path, delay_s: float, stopped: list[int]) -> threading.Thread:
+def stop_when_running(db_stack: DbStack, statement: str, stopped: list[int], timeout_s: float = 60) -> threading.Thread:
+    """SIGSTOP the postgres server as soon as ``statement`` is executing in it (not after a fixed delay: under load,
+    `nndb` can take seconds to start and connect, and a server stopped before that is a different failure)."""
+
     def stop() -> None:
-        time.sleep(delay_s)
-        for pid in server_pids(datadir):
+        deadline = time.monotonic() + timeout_s
+        with db_stack.postgres.connect() as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s AND pid <> pg_backend_pid()",
+                    (f"%{statement}%",),
+                ).fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.02)
+        for pid in server_pids(db_stack.postgres.datadir):
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
 
@@ -56,7 +68,7 @@ def test_a_stopped_server_mid_migration_is_one_line_naming_the_host(db_stack: Db
     run_in_process(db_stack, hooks=MIGRATE_HOOKS)
     write_migration(db_stack, "auth", "V004__slow.sql", "SELECT pg_sleep(1.5);\nCREATE TABLE after_sleep (id int);\n")
     stopped: list[int] = []
-    thread = stop_after(db_stack.postgres.datadir, 0.7, stopped)  # while V004 sleeps in the server
+    thread = stop_when_running(db_stack, "pg_sleep(1.5)", stopped)  # while V004 sleeps in the server
     started = time.monotonic()
     try:
         with pytest.raises(RunFailed) as excinfo:
@@ -79,7 +91,7 @@ def test_nndb_hooks_run_against_a_stopped_server_exits_4_naming_the_host(db_stac
     run_in_process(db_stack, hooks=MIGRATE_HOOKS)
     write_migration(db_stack, "auth", "V004__slow.sql", "SELECT pg_sleep(3);\n")
     stopped: list[int] = []
-    thread = stop_after(db_stack.postgres.datadir, 2.5, stopped)  # after `nndb` started and connected
+    thread = stop_when_running(db_stack, "pg_sleep(3)", stopped)  # once `nndb` connected and runs V004
     try:
         result = nndb(db_stack, "migrate", "apply", "local-db", "--statement-timeout", "3", timeout=60)
     finally:
