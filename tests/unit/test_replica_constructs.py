@@ -342,10 +342,12 @@ def test_after_a_failover_the_other_replicas_follow_the_new_primary_and_the_old_
     other = dict(entry.split("=", 1) for entry in containers["postgres_replica_2"]["env"])
     assert (promoted["NNDB_PRIMARY_HOST"], promoted["NNDB_PRIMARY_PORT"]) == ("pgdb.nn.local", "5432")  # unchanged: never clones again
     assert (other["NNDB_PRIMARY_HOST"], other["NNDB_PRIMARY_PORT"]) == ("pgdb2.nn.local", "15432")
-    # the clients' endpoint is the new primary; the fenced old primary keeps publishing on its own port (no replacement)
+    # the clients' endpoint is the new primary; the fenced old primary publishes nothing (a stopped container reads
+    # back without ports: with one, every plan would replace it), its volume and everything else as before
     assert (document["output"]["postgres_host"]["value"], document["output"]["postgres_port"]["value"]) == ("pgdb2.nn.local", 15432)
-    assert containers["postgres"]["ports"] == before["dev-db"]["resource"]["docker_container"]["postgres"]["ports"]
-    assert [p["external"] for p in containers["postgres"]["ports"]] == [5432]
+    unfenced = before["dev-db"]["resource"]["docker_container"]["postgres"]
+    assert [p["external"] for p in unfenced["ports"]] == [5432] and "ports" not in containers["postgres"]
+    assert containers["postgres"]["mounts"] == unfenced["mounts"] and containers["postgres"]["env"] == unfenced["env"]
     # One health check for both roles: the failover changes nothing in the new primary's container (no replacement).
     assert containers["postgres_replica_1"]["healthcheck"] == containers["postgres_replica_2"]["healthcheck"]
     # The fenced old primary stays defined (its volume is kept) but a deploy neither starts it nor keeps it running;
