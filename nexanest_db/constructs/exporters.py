@@ -31,6 +31,7 @@ REDIS_PASSWORD_MAP_FILE = "/run/secrets/monitor_passwords.json"  # noqa: S105 - 
 CA_FILE = "/run/secrets/tls/ca.pem"
 _ALIAS = re.compile(r"^[a-z][a-z0-9-]*$")
 _LOGIN = re.compile(r"^[a-zA-Z0-9_-]+$")
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,9 @@ class ExporterProps(DatabaseContainerProps):
 
     target: str  # the instance's alias on the tier network
     target_port: int
+    # Where the PostgreSQL exporter connects instead of ``target`` (its alias stays ``<target>-exporter``): after
+    # ``nndb failover`` the promoted replica's published host, with ``target_port`` its published port.
+    target_host: str | None = None
     user: str
     password: str  # a sensitive Terraform reference
     # With tls.enabled: the CA bundle (a Terraform reference); the exporter then verifies the server
@@ -51,6 +55,8 @@ class ExporterProps(DatabaseContainerProps):
             raise ValueError(f"target must be the database's network alias, got {self.target!r}")
         if not _LOGIN.match(self.user):
             raise ValueError(f"monitoring login {self.user!r} must be letters, digits, '_' or '-'")
+        if self.target_host is not None and not _HOST.match(self.target_host):
+            raise ValueError(f"target_host must be a host name or IP address, got {self.target_host!r}")
 
     @property
     def network_alias(self) -> str:
@@ -82,7 +88,7 @@ class PostgresExporter(Construct):
             network_alias=props.network_alias,
             files=files,
             env=[
-                f"DATA_SOURCE_URI={props.target}:{props.target_port}/postgres?{params}",
+                f"DATA_SOURCE_URI={props.target_host or props.target}:{props.target_port}/postgres?{params}",
                 f"DATA_SOURCE_USER={props.user}",
                 f"DATA_SOURCE_PASS_FILE={PASSWORD_FILE}",
             ],

@@ -233,11 +233,15 @@ def redis_props(inputs: StackInputs, *, secrets: DeploySecrets, network: Databas
 def _exporter_common(inputs: StackInputs, instance: str, container_port: int, *, secrets: DeploySecrets, network: DatabaseNetwork) -> dict:
     config = inputs.config
     spec = config.exporters.for_instance(instance)
+    # The instance's primary on the tier network; after `nndb failover` the promoted replica, at its published endpoint
+    # (the stopped old primary answers nothing: its exporter would report pg_up 0 until it is rebuilt).
+    moved = config.primary_endpoint(instance) if instance != "redis" else None
     return {
         "container_name": f"{config.name_prefix}-{instance}-exporter",
         "image": spec.image,
         "target": instance,
-        "target_port": config.instance(instance).container_port,
+        "target_port": moved.port if moved else config.instance(instance).container_port,
+        "target_host": moved.host if moved else None,
         "password": secrets.sensitive(MONITOR_SECRETS[instance]),
         "published": PublishedPort(
             container_port=container_port, host_port=inputs.endpoints.exporter_ports[instance], bind_address=config.bind_address

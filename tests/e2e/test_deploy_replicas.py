@@ -6,18 +6,21 @@ bridge gateway (a replica reaches its primary at the published endpoint). In ord
 
 1. deploy: both standbys stream through their slots; a row a service writes on the primary is on
    both once they have replayed the primary's WAL position; they and the Redis replica refuse
-   writes; the Redis replica serves what the primary got; `nndb status` shows both standbys' lag.
+   writes; the Redis replica serves what the primary got; `nndb status` and the exporter show both
+   standbys streaming (lag, active slots).
 2. `nndb failover local-db postgres --to replica-1 --planned`: nothing lost, the old primary stopped
    and fenced (restart=no), the copy's config names replica-1 the primary.
-3. the first deploy after the failover: the old primary stays defined but stopped (restart "no"),
-   replica-1 is the one writable node (its container kept, not replaced), replica-2 streams from it
-   through the slot the hooks made there, and nothing of the old primary's slots is needed.
+3. the first deploy after the failover: the old primary stays defined but stopped (restart "no", no
+   published port, its data volume kept), replica-1 is the one writable node (its container kept,
+   not replaced), replica-2 streams from it through the slot the hooks made there (none for
+   replica-1 itself), the exporter scrapes replica-1, and `cdktf diff` is clean afterwards.
 4. destroy (the guard's verified backups first): nothing with the copy's prefix is left.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import tomllib
 from collections.abc import Iterator
@@ -114,6 +117,20 @@ def config_primary(tier: DeployedCopy) -> str:
     return str(config["replication"]["postgres"].get("primary", "primary"))
 
 
+SLOT_ACTIVE = re.compile(
+    r'^pg_replication_slots_active\{database="",server="(?P<server>[^"]+)",slot_name="(?P<slot>[^"]+)"\} (?P<value>\S+)$'
+)
+
+
+def active_slots(metrics: str) -> dict[str, dict[str, str]]:
+    """postgres_exporter's pg_replication_slots_active samples: scraped server -> slot -> value."""
+    found: dict[str, dict[str, str]] = {}
+    for line in metrics.splitlines():
+        if match := SLOT_ACTIVE.match(line):
+            found.setdefault(match["server"], {})[match["slot"]] = match["value"]
+    return found
+
+
 def status(tier: DeployedCopy) -> dict:
     result = tier.nndb("status", "local-db", "--json")
     document = json.loads(result.stdout)
@@ -167,6 +184,8 @@ def test_replicas_through_deploy_switchover_and_the_deploy_after_it(tier: Deploy
         assert isinstance(client["replay_lag_s"], float | int) and client["replay_lag_s"] >= 0
     assert report["instances"]["timescale"]["replication"] == {"role": "primary", "clients": []}
     assert report["instances"]["postgres"]["state"] == "ok", report["instances"]["postgres"]
+    # the exporter sees both slots active on the primary (the numbers NndbReplicationSlotInactive watches)
+    assert active_slots(tier.scrape("postgres-exporter", "pg_up 1")) == {"postgres:5432": {slot_1: "1", slot_2: "1"}}
 
     # 2. switchover to replica-1: writes stop, replica-1 catches up, the old primary is fenced, replica-1 promoted
     last = write_rows(tier, "postgres", "just-before-switchover", 50)
@@ -217,6 +236,9 @@ def test_replicas_through_deploy_switchover_and_the_deploy_after_it(tier: Deploy
     assert report["instances"]["postgres"]["endpoint"].endswith(f":{tier.ports['postgres-replica-1']}"), report["instances"]["postgres"]
     assert report["instances"]["postgres"]["replication"]["role"] == "primary"
     assert [c["application_name"] for c in report["instances"]["postgres"]["replication"]["clients"]] == [slot_2]
+    # monitoring followed the move: the instance's exporter scrapes the new primary, not the stopped old one
+    new_primary = f"{tier.host}:{tier.ports['postgres-replica-1']}"
+    assert active_slots(tier.scrape("postgres-exporter", "pg_up 1")) == {new_primary: {slot_2: "1"}}
     # a deploy that changes nothing keeps it that way (the old primary is not started on a read of its state)
     plan = tier.cdktf("diff after the failover deploy", "diff").output
     assert "No changes." in plan, plan[-6000:]

@@ -348,6 +348,10 @@ def test_after_a_failover_the_other_replicas_follow_the_new_primary_and_the_old_
     unfenced = before["dev-db"]["resource"]["docker_container"]["postgres"]
     assert [p["external"] for p in unfenced["ports"]] == [5432] and "ports" not in containers["postgres"]
     assert containers["postgres"]["mounts"] == unfenced["mounts"] and containers["postgres"]["env"] == unfenced["env"]
+    # the instance's exporter watches the new primary at its endpoint; timescale's still its own container
+    exporter_env = {name: dict(e.split("=", 1) for e in containers[name]["env"]) for name in ("postgres_exporter", "timescale_exporter")}
+    assert exporter_env["postgres_exporter"]["DATA_SOURCE_URI"].startswith("pgdb2.nn.local:15432/postgres?")
+    assert exporter_env["timescale_exporter"]["DATA_SOURCE_URI"].startswith("timescale:5432/postgres?")
     # One health check for both roles: the failover changes nothing in the new primary's container (no replacement).
     assert containers["postgres_replica_1"]["healthcheck"] == containers["postgres_replica_2"]["healthcheck"]
     # The fenced old primary stays defined (its volume is kept) but a deploy neither starts it nor keeps it running;
