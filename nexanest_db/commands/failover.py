@@ -142,7 +142,10 @@ def failover_command(
         f'{written}: [replication.{instance}] primary = "{to}"; commit it (the stack\'s endpoint is now {endpoint.host}:{endpoint.port})'
     ]
     if followers:
-        notes.append(f"{', '.join(followers)} still follow{'s' if len(followers) == 1 else ''} {current}: rebuild them from {to}")
+        notes.append(
+            f"{', '.join(followers)} still follow{'s' if len(followers) == 1 else ''} {current}: "
+            f"`cdktf deploy {stack}` points {'it' if len(followers) == 1 else 'them'} at {to}"
+        )
     if config.backup.pitr:
         notes.append(f"point-in-time recovery follows the old primary: run `nndb backup pitr setup {stack}` now")
     set_result(

@@ -59,6 +59,8 @@ class DatabaseContainerProps:
     # stopped this one. It stays defined (its data volume is the evidence and the way back) but is created
     # stopped and never started by a deploy: kreuzwerker/docker 3.6.2 deletes a stopped ``must_run``
     # container when it reads it and creates it anew, started, which would bring back a second writable primary.
+    # It publishes no port: 3.6.2 reads a container's ports from its running state, so a stopped one with a
+    # published port is replaced by every plan; and started by hand (to look at its data) no client reaches it.
     fenced: bool = False
 
     def __post_init__(self) -> None:
@@ -123,7 +125,7 @@ def database_container(
         env=sorted(env) or None,
         upload=uploads(files),
         mounts=[volume_mount(built_volumes[v.id].name, v.target) for v in volumes] or None,
-        ports=[port(props.published)],
+        ports=None if props.fenced else [port(props.published)],
         networks_advanced=networks,
         healthcheck=healthcheck,
         entrypoint=list(entrypoint) if entrypoint is not None else None,

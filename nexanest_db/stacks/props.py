@@ -80,10 +80,16 @@ def instance_limits(inputs: StackInputs, instance: str) -> ContainerLimits:
 
 
 def instance_port(inputs: StackInputs, instance: str) -> PublishedPort:
+    """The stack's own container publishes on the stack's endpoint port, overrides included; after ``nndb failover``
+    moved the primary to a replica, the endpoint is that replica's, and the fenced old primary keeps its configured port
+    (where ``nndb failover`` addresses it, operations/replication_nodes.py): taking the replica's port would replace it
+    and hand the promoted replica its own address as the node it was cloned from (its container replaced, restarted)."""
+    config = inputs.config
+    moved = config.primary_endpoint(instance) is not None
     return PublishedPort(
-        container_port=inputs.config.instance(instance).container_port,
-        host_port=inputs.endpoints.for_instance(instance).port,
-        bind_address=inputs.config.bind_address,
+        container_port=config.instance(instance).container_port,
+        host_port=config.instance(instance).port if moved else inputs.endpoints.for_instance(instance).port,
+        bind_address=config.bind_address,
     )
 
 
@@ -240,7 +246,8 @@ def _exporter_common(inputs: StackInputs, instance: str, container_port: int, *,
         "network_name": network.name,
         "labels": labels_for(inputs, f"{instance}-exporter"),
         "ca_cert": secrets.sensitive(CA_SECRET) if config.tls.enabled else None,
-        # After `nndb failover` the instance's primary is a replica elsewhere: the exporter follows it there.
+        # After `nndb failover` the instance's primary is the promoted replica, at its published endpoint: the exporter
+        # follows it there (the stopped old primary answers nothing; its exporter would report pg_up 0).
         "moved_to": (moved.host, moved.port) if (moved := config.primary_endpoint(instance)) is not None else None,
     }
 

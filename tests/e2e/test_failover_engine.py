@@ -2,8 +2,9 @@
 shipped config/replica-bootstrap.sh (pg_basebackup through a slot), both from the postgres stand-in
 image; switchover and failover as an operator runs them, fencing through the engine.
 
-The stack does not deploy replicas yet (issue 15): the containers are started here the way the
-replica construct will run them. Every container, volume and network is removed afterwards.
+The containers are started here by hand, as the replica construct runs them, so the command is tested
+without the Terraform providers (CI has none); tests/e2e/test_deploy_replicas.py runs the same moves on
+containers `cdktf deploy` made. Every container, volume and network is removed afterwards.
 """
 
 from __future__ import annotations

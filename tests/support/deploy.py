@@ -1,7 +1,8 @@
 """A throwaway copy of the project that the deploy tests run `cdktf deploy|diff|destroy <stack>` in, as a user would.
 
 Each copy gets a unique name prefix (containers, volumes, network), free published ports (through the
-ADR variables ``*_HOST``/``*_PORT``, which the stack uses for the published ports too), its config
+ADR variables ``*_HOST``/``*_PORT``, which the stack uses for the published ports too; or, with
+``ports_in_config``, in the copy's config, where ``nndb failover`` can move the endpoint), its config
 pointed at the stand-in images (tests/support/standins.py) and one distinct password per credential.
 ``teardown`` removes only what carries the copy's prefix, whatever happened. Every cdktf call's wall
 time is kept for the summary that scripts/test.sh prints.
@@ -14,6 +15,7 @@ import re
 import stat
 import subprocess
 import time
+import tomllib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +66,7 @@ class DeployedCopy:
     passwords: dict[str, str]
     toolchain: Toolchain
     label: str
+    host: str = "127.0.0.1"  # where the published ports answer (the config's endpoint_host)
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -79,13 +82,20 @@ class DeployedCopy:
         extra_toml: str = "",
         replacements: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        ports_in_config: bool = False,
     ) -> DeployedCopy:
+        """``ports_in_config``: the databases' free ports go into the copy's config (``[<instance>] port``) instead of
+        ``*_HOST``/``*_PORT``, which win over everything: after ``nndb failover`` the config's primary must be the endpoint.
+        ``host``: the copy's endpoint_host (with ``ports_in_config``; the replacements publish there)."""
         root = copy_project(directory)
         environment = stack.removesuffix("-db")
         prefix = f"nndb-e2e-{environment}-{uuid.uuid4().hex[:8]}"
         config = root / "config" / f"{environment}.toml"
         text = config.read_text()
         text = point_at_standins(text, timescale_image=timescale_image, keep_preload=keep_timescale_preload)
+        ports = {name: free_port() for name in (*INSTANCES, *EXPORTERS)}
+        shipped = tomllib.loads(text)  # the shipped ports, before the replacements
         for old, new in {
             f'name_prefix = "nexanest-{environment}"': f'name_prefix = "{prefix}"',
             f'name = "nexanest-db-{environment}"': f'name = "{prefix}-net"',
@@ -94,8 +104,13 @@ class DeployedCopy:
             if old not in text:
                 raise AssertionError(f"config/{environment}.toml no longer contains {old!r}: update tests/support/deploy.py")
             text = text.replace(old, new)
+        if ports_in_config:
+            for instance in INSTANCES:  # the instance's own table: its `port = ` line
+                table = re.compile(rf"^(\[{instance}\]\n(?:(?!\[).*\n)*?)port = {shipped[instance]['port']}$", re.MULTILINE)
+                text, found = table.subn(rf"\g<1>port = {ports[instance]}", text, count=1)
+                if not found:
+                    raise AssertionError(f"config/{environment}.toml: no `port = ` line in [{instance}]: update tests/support/deploy.py")
         config.write_text(text + extra_toml)
-        ports = {name: free_port() for name in (*INSTANCES, *EXPORTERS)}
         secret_values = passwords(label)
         env = {**toolchain.environ, **secret_values, **(extra_env or {})}
         for spec in SECRET_SPECS:  # an outer *_FILE or .env.db-style override must not win over these
@@ -106,10 +121,24 @@ class DeployedCopy:
         # (tests/integration/test_backup_repository.py is the off-host repository's test).
         env["NNDB_BACKUP_REPOSITORY"] = "local"
         for instance in INSTANCES:
-            env[f"{instance.upper()}_HOST"] = "127.0.0.1"
-            env[f"{instance.upper()}_PORT"] = str(ports[instance])
+            if ports_in_config:
+                for name in (f"{instance.upper()}_HOST", f"{instance.upper()}_PORT"):
+                    env.pop(name, None)
+            else:
+                env[f"{instance.upper()}_HOST"] = host
+                env[f"{instance.upper()}_PORT"] = str(ports[instance])
             env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
-        return cls(root=root, stack=stack, prefix=prefix, ports=ports, env=env, passwords=secret_values, toolchain=toolchain, label=label)
+        return cls(
+            root=root,
+            stack=stack,
+            prefix=prefix,
+            ports=ports,
+            env=env,
+            passwords=secret_values,
+            toolchain=toolchain,
+            label=label,
+            host=host,
+        )
 
     # --- what a user types -------------------------------------------------------------------------
 
@@ -181,7 +210,7 @@ class DeployedCopy:
         last = "no answer"
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{self.ports[exporter]}/metrics", timeout=10)
+                response = requests.get(f"http://{self.host}:{self.ports[exporter]}/metrics", timeout=10)
                 lines = response.text.splitlines()
                 if response.status_code == 200 and sample in lines:
                     return response.text
@@ -209,7 +238,7 @@ class DeployedCopy:
 
     def connect(self, instance: str, user: str, password: str, dbname: str, **kwargs: object) -> psycopg.Connection:
         return psycopg.connect(
-            host="127.0.0.1",
+            host=self.host,
             port=self.ports[instance],
             user=user,
             password=password,

@@ -326,18 +326,32 @@ def test_no_secret_value_in_a_stack_with_replicas(dev_with_replicas: tuple[Path,
 def test_after_a_failover_the_other_replicas_follow_the_new_primary_and_the_old_one_stays_stopped(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     dev = project / "config" / "dev.toml"
+    # replica-1 on a port of its own: the endpoint moves to it, the old primary's and the clone source's port must not
+    replicas = REPLICAS.replace('endpoint_host = "pgdb2.nn.local"\nport = 5432', 'endpoint_host = "pgdb2.nn.local"\nport = 15432', 1)
+    before = synth(project, tmp_path / "before", environ={}, stacks=("dev-db",))
     dev.write_text(
         dev.read_text()
-        + REPLICAS.replace(
+        + replicas.replace(
             "[replication.postgres.replicas.replica-1]",
             '[replication.postgres]\nprimary = "replica-1"\n\n[replication.postgres.replicas.replica-1]',
         )
     )
-    containers = synth(project, tmp_path / "out", environ={}, stacks=("dev-db",))["dev-db"]["resource"]["docker_container"]
+    document = synth(project, tmp_path / "out", environ={}, stacks=("dev-db",))["dev-db"]
+    containers = document["resource"]["docker_container"]
     promoted = dict(entry.split("=", 1) for entry in containers["postgres_replica_1"]["env"])
     other = dict(entry.split("=", 1) for entry in containers["postgres_replica_2"]["env"])
     assert (promoted["NNDB_PRIMARY_HOST"], promoted["NNDB_PRIMARY_PORT"]) == ("pgdb.nn.local", "5432")  # unchanged: never clones again
-    assert (other["NNDB_PRIMARY_HOST"], other["NNDB_PRIMARY_PORT"]) == ("pgdb2.nn.local", "5432")
+    assert (other["NNDB_PRIMARY_HOST"], other["NNDB_PRIMARY_PORT"]) == ("pgdb2.nn.local", "15432")
+    # the clients' endpoint is the new primary; the fenced old primary publishes nothing (a stopped container reads
+    # back without ports: with one, every plan would replace it), its volume and everything else as before
+    assert (document["output"]["postgres_host"]["value"], document["output"]["postgres_port"]["value"]) == ("pgdb2.nn.local", 15432)
+    unfenced = before["dev-db"]["resource"]["docker_container"]["postgres"]
+    assert [p["external"] for p in unfenced["ports"]] == [5432] and "ports" not in containers["postgres"]
+    assert containers["postgres"]["mounts"] == unfenced["mounts"] and containers["postgres"]["env"] == unfenced["env"]
+    # the instance's exporter watches the new primary at its endpoint; timescale's still its own container
+    exporter_env = {name: dict(e.split("=", 1) for e in containers[name]["env"]) for name in ("postgres_exporter", "timescale_exporter")}
+    assert exporter_env["postgres_exporter"]["DATA_SOURCE_URI"].startswith("pgdb2.nn.local:15432/postgres?")
+    assert exporter_env["timescale_exporter"]["DATA_SOURCE_URI"].startswith("timescale:5432/postgres?")
     # One health check for both roles: the failover changes nothing in the new primary's container (no replacement).
     assert containers["postgres_replica_1"]["healthcheck"] == containers["postgres_replica_2"]["healthcheck"]
     # The fenced old primary stays defined (its volume is kept) but a deploy neither starts it nor keeps it running;
@@ -345,10 +359,6 @@ def test_after_a_failover_the_other_replicas_follow_the_new_primary_and_the_old_
     fenced, unmoved = containers["postgres"], containers["timescale"]
     assert (fenced["start"], fenced["must_run"], fenced["restart"]) == (False, False, "no")
     assert "start" not in unmoved and (unmoved["must_run"], unmoved["restart"]) == (True, "unless-stopped")
-    # The moved instance's exporter scrapes the new primary at its endpoint; the other one its tier alias.
-    exporter_env = {name: dict(e.split("=", 1) for e in containers[f"{name}_exporter"]["env"]) for name in ("postgres", "timescale")}
-    assert exporter_env["postgres"]["DATA_SOURCE_URI"].startswith("pgdb2.nn.local:5432/postgres?")
-    assert exporter_env["timescale"]["DATA_SOURCE_URI"].startswith("timescale:5432/postgres?")
 
 
 def test_with_tls_only_the_instance_with_replicas_admits_replication(tmp_path: Path) -> None:
