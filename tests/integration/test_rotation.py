@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 NNDB = str(Path(sys.executable).parent / "nndb")
 VALUES_BY_NAME = {
-    spec.name: STACK_PASSWORDS[spec.env_var] for spec in SECRET_SPECS if not (spec.tls or spec.pitr)
+    spec.name: STACK_PASSWORDS[spec.env_var] for spec in SECRET_SPECS if not (spec.tls or spec.pitr or spec.replica_of)
 }  # local-db: no TLS, no PITR
 VAULT_SECRETS_TABLE = """[secrets]
 source = "vault"
