@@ -26,6 +26,7 @@ import psycopg
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.toolchain import Toolchain
 from tests.support.local_servers import free_port
+from tests.support.metrics import SampleNeverSeen, wait_for_sample
 from tests.support.project import REPO_ROOT, copy_project
 from tests.support.standins import point_at_standins
 
@@ -204,31 +205,18 @@ class DeployedCopy:
 
     def scrape(self, exporter: str, sample: str, timeout_s: float = 45) -> str:
         """GET /metrics of ``exporter`` (e.g. ``postgres-exporter``) until a line equals ``sample`` (``pg_up 1``)."""
-        import requests
-
-        deadline = time.monotonic() + timeout_s
-        last = "no answer"
-        while True:
-            try:
-                response = requests.get(f"http://{self.host}:{self.ports[exporter]}/metrics", timeout=10)
-                lines = response.text.splitlines()
-                if response.status_code == 200 and sample in lines:
-                    return response.text
-                name = sample.split()[0]
-                last = f"HTTP {response.status_code}: {[line for line in lines if line.startswith(name + ' ')] or 'no ' + name}"
-            except requests.RequestException as exc:
-                last = type(exc).__name__
-            if time.monotonic() > deadline:
-                name = self.container(exporter)
-                state = docker(
-                    "inspect", "--format", "{{.State.Status}} exit {{.State.ExitCode}} {{json .NetworkSettings.Ports}}", name, check=False
-                )
-                logs = subprocess.run(["docker", "logs", "--tail", "20", name], capture_output=True, text=True, timeout=60)
-                raise AssertionError(
-                    f"{exporter}: /metrics on port {self.ports[exporter]} never had {sample!r} within {timeout_s:.0f} s ({last}); "
-                    f"container {state}\n{logs.stdout}{logs.stderr}"
-                )
-            time.sleep(1)
+        try:
+            return wait_for_sample(self.ports[exporter], sample, timeout_s=timeout_s)
+        except SampleNeverSeen as exc:
+            name = self.container(exporter)
+            state = docker(
+                "inspect", "--format", "{{.State.Status}} exit {{.State.ExitCode}} {{json .NetworkSettings.Ports}}", name, check=False
+            )
+            logs = subprocess.run(["docker", "logs", "--tail", "20", name], capture_output=True, text=True, timeout=60)
+            raise AssertionError(
+                f"{exporter}: /metrics on port {self.ports[exporter]} never had {sample!r} within {timeout_s:.0f} s ({exc.last}); "
+                f"container {state}\n{logs.stdout}{logs.stderr}"
+            ) from None
 
     def names_on_engine(self) -> dict[str, str]:
         return {

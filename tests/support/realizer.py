@@ -29,6 +29,7 @@ import redis
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.pki import Pki
 from tests.support.local_servers import free_port
+from tests.support.metrics import SampleNeverSeen, wait_for_sample
 from tests.support.project import REPO_ROOT, copy_project
 from tests.support.standins import point_at_standins
 
@@ -300,23 +301,10 @@ class Realized:
 
 def scrape_until(state: Realized, exporter: str, sample: str, timeout_s: float = 45) -> str:
     """GET /metrics of ``exporter`` (published port) until a line equals ``sample`` (e.g. ``pg_up 1``); fail with what it said."""
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while True:
-        try:
-            response = requests.get(f"http://127.0.0.1:{state.ports[exporter]}/metrics", timeout=10)
-            lines = response.text.splitlines()
-            if response.status_code == 200 and sample in lines:
-                return response.text
-            name = sample.split()[0]
-            last = f"HTTP {response.status_code}: {[line for line in lines if line.startswith(name + ' ')] or 'no ' + name}"
-        except requests.RequestException as exc:
-            last = f"{type(exc).__name__}"
-        if time.monotonic() > deadline:
-            fail(f"{exporter}: /metrics never had {sample!r} within {timeout_s:.0f} s ({last})\n{container_log(state.name(exporter))}")
-        time.sleep(1)
+    try:
+        return wait_for_sample(state.ports[exporter], sample, timeout_s=timeout_s)
+    except SampleNeverSeen as exc:
+        fail(f"{exporter}: /metrics never had {sample!r} within {timeout_s:.0f} s ({exc.last})\n{container_log(state.name(exporter))}")
 
 
 def base_environment() -> dict[str, str]:
