@@ -50,8 +50,10 @@ def stop_when_running(db_stack: DbStack, statement: str, stopped: list[int], tim
                     break
                 time.sleep(0.02)
         for pid in server_pids(db_stack.postgres.datadir):
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+            # A backend may exit between the listing and the signal (this poller's own, just closed): skip it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
 
     thread = threading.Thread(target=stop)
     thread.start()
