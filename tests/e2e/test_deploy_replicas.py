@@ -182,7 +182,14 @@ def test_replicas_through_deploy_switchover_and_the_deploy_after_it(tier: Deploy
     for client in clients.values():
         assert client["state"] == "streaming" and isinstance(client["replay_lag_bytes"], int) and client["replay_lag_bytes"] >= 0
         assert isinstance(client["replay_lag_s"], float | int) and client["replay_lag_s"] >= 0
-    assert report["instances"]["timescale"]["replication"] == {"role": "primary", "clients": []}
+    assert report["instances"]["timescale"]["replication"] == {"role": "primary", "clients": [], "nodes": {}}
+    # every other configured node as it answers: both standbys streaming
+    nodes = report["instances"]["postgres"]["replication"]["nodes"]
+    assert {name: (node["role"], node["receiver"]) for name, node in nodes.items()} == {
+        "replica-1": ("standby", "streaming"),
+        "replica-2": ("standby", "streaming"),
+    }, nodes
+    assert nodes["replica-1"]["endpoint"] == f"{tier.host}:{tier.ports['postgres-replica-1']}"
     assert report["instances"]["postgres"]["state"] == "ok", report["instances"]["postgres"]
     # the exporter sees both slots active on the primary (the numbers NndbReplicationSlotInactive watches)
     assert active_slots(tier.scrape("postgres-exporter", "pg_up 1")) == {"postgres:5432": {slot_1: "1", slot_2: "1"}}
@@ -236,6 +243,13 @@ def test_replicas_through_deploy_switchover_and_the_deploy_after_it(tier: Deploy
     assert report["instances"]["postgres"]["endpoint"].endswith(f":{tier.ports['postgres-replica-1']}"), report["instances"]["postgres"]
     assert report["instances"]["postgres"]["replication"]["role"] == "primary"
     assert [c["application_name"] for c in report["instances"]["postgres"]["replication"]["clients"]] == [slot_2]
+    # the old primary is known to be fenced (it answers nothing), replica-2 streams: no split brain, status not red
+    nodes = report["instances"]["postgres"]["replication"]["nodes"]
+    assert {name: (node["role"], node["receiver"]) for name, node in nodes.items()} == {
+        "primary": ("fenced", ""),
+        "replica-2": ("standby", "streaming"),
+    }, nodes
+    assert report["instances"]["postgres"]["state"] == "ok", report["instances"]["postgres"]
     # monitoring followed the move: the instance's exporter scrapes the new primary, not the stopped old one
     new_primary = f"{tier.host}:{tier.ports['postgres-replica-1']}"
     assert active_slots(tier.scrape("postgres-exporter", "pg_up 1")) == {new_primary: {slot_2: "1"}}

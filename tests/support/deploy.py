@@ -206,7 +206,7 @@ class DeployedCopy:
     def scrape(self, exporter: str, sample: str, timeout_s: float = 45) -> str:
         """GET /metrics of ``exporter`` (e.g. ``postgres-exporter``) until a line equals ``sample`` (``pg_up 1``)."""
         try:
-            return wait_for_sample(self.ports[exporter], sample, timeout_s=timeout_s)
+            return wait_for_sample(self.ports[exporter], sample, timeout_s=timeout_s, host=self.host)
         except SampleNeverSeen as exc:
             name = self.container(exporter)
             state = docker(
@@ -214,7 +214,7 @@ class DeployedCopy:
             )
             logs = subprocess.run(["docker", "logs", "--tail", "20", name], capture_output=True, text=True, timeout=60)
             raise AssertionError(
-                f"{exporter}: /metrics on port {self.ports[exporter]} never had {sample!r} within {timeout_s:.0f} s ({exc.last}); "
+                f"{exporter}: /metrics on {self.host}:{self.ports[exporter]} never had {sample!r} within {timeout_s:.0f} s ({exc.last}); "
                 f"container {state}\n{logs.stdout}{logs.stderr}"
             ) from None
 
