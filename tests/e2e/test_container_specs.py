@@ -153,7 +153,7 @@ def test_tls_containers_start_with_the_wrapper_and_refuse_plain_clients(realized
     for instance in ("postgres", "timescale"):
         assert state.containers[instance]["entrypoint"][:2] == ["/bin/sh", "-c"]
         user = state.superuser(instance)
-        # healthy (wait_healthy) with ssl = on: the wrapper's key copy is what the server reads
+        # healthy (wait_containers_healthy) with ssl = on: the wrapper's key copy is what the server reads
         with state.connect(instance, user, pg_super[instance], "postgres", sslmode="verify-full", sslrootcert=str(ca)) as conn:
             assert conn.pgconn.ssl_in_use
             assert conn.execute("SHOW ssl").fetchone() == ("on",)

@@ -54,6 +54,7 @@ from tests.support.realizer import (
     fail,
     teardown,
     upload_tar,
+    wait_containers_healthy,
 )
 
 pytestmark = pytest.mark.e2e
@@ -128,21 +129,8 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float, log_o
 
 def wait_healthy(tier: Tier, containers: tuple[str, ...], timeout_s: float) -> None:
     """Every container healthy by its own synthesized health check; fail at once on an exited/unhealthy one."""
-    pending = set(containers)
     deadline = time.monotonic() + timeout_s
-    while pending:
-        for container in sorted(pending):
-            name = tier.name(container)
-            state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
-            health = (state.get("Health") or {}).get("Status")
-            if health == "healthy":
-                pending.discard(container)
-                continue
-            probes = [entry.get("Output", "").strip() for entry in (state.get("Health") or {}).get("Log", [])[-2:]]
-            if state.get("Status") != "running" or health == "unhealthy" or time.monotonic() > deadline:
-                fail(f"{name} is {state.get('Status')}/{health} (exit {state.get('ExitCode')}); probes: {probes}\n{container_log(name)}")
-        if pending:
-            time.sleep(1)
+    wait_containers_healthy({tier.name(container): deadline for container in containers}, bound=f"{timeout_s:.0f} s")
 
 
 def realize_blocks(tier: Tier, containers: tuple[str, ...]) -> None:

@@ -29,7 +29,7 @@ from tests.support.cli_json import json_result
 from tests.support.local_servers import free_port
 from tests.support.project import REPO_ROOT, copy_project
 from tests.support.realizer import INSTANCES, PASSWORDS, TIMINGS_FILE, Realized, base_environment, realize, teardown
-from tests.support.standins import point_at_standins
+from tests.support.standins import local_copy_text
 
 pytestmark = pytest.mark.e2e
 STACK = "local-db"
@@ -48,13 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, upgrade_images: UpgradeImage
     root = copy_project(tmp_path_factory.mktemp("upgrade") / "project")
     prefix = f"nndb-up-{uuid.uuid4().hex[:8]}"
     config_file = root / "config" / "local.toml"
-    text = point_at_standins(config_file.read_text())
-    for old, new in (
-        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
-        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
-    ):
-        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
-        text = text.replace(old, new)
+    text = local_copy_text(config_file.read_text(), prefix)
     config_file.write_text(text)
     ports = {name: free_port() for name in (*INSTANCES, *(f"{i}-exporter" for i in INSTANCES))}
     # PYTHONPATH: the apply command is a module of this checkout's tests/, run from the copy.

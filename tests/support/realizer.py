@@ -31,7 +31,7 @@ from tests.fixtures.pki import Pki
 from tests.support.local_servers import free_port
 from tests.support.metrics import SampleNeverSeen, wait_for_sample
 from tests.support.project import REPO_ROOT, copy_project
-from tests.support.standins import point_at_standins
+from tests.support.standins import local_copy_text
 
 STACK = "local-db"
 INSTANCES = ("postgres", "timescale", "redis")
@@ -68,8 +68,8 @@ MAPPED_CONTAINER_FIELDS = frozenset(
 IGNORED_CONTAINER_FIELDS = frozenset(
     {
         "//",  # cdktf metadata, not a provider argument
-        "wait",  # false: a deploy waits with `nndb wait-ready`; this test waits for "healthy" itself (wait_healthy)
-        "must_run",  # the provider checks the container keeps running: wait_healthy fails on an exited one
+        "wait",  # false: a deploy waits with `nndb wait-ready`; this test waits for "healthy" itself (wait_containers_healthy)
+        "must_run",  # the provider checks the container keeps running: wait_containers_healthy fails on an exited one
         "destroy_grace_seconds",  # only used by `terraform destroy`; teardown here is `docker rm -f`
     }
 )
@@ -317,24 +317,22 @@ def base_environment() -> dict[str, str]:
     return env
 
 
-def wait_healthy(realized: Realized, started: dict[str, float], timeouts: dict[str, int]) -> None:
-    """Poll until every container is healthy, each bounded by the config's deploy_wait_timeout_s; fail on exit/unhealthy."""
-    pending = set(INSTANCES)
+def wait_containers_healthy(deadlines: dict[str, float], *, bound: str = "") -> None:
+    """Poll until every container (name -> its ``time.monotonic()`` deadline) is healthy by its own synthesized
+    health check; fail at once on one that exited or turned unhealthy, and on one past its deadline (``bound`` says which)."""
+    pending = set(deadlines)
     while pending:
-        for instance in sorted(pending):
-            name = realized.name(instance)
+        for name in sorted(pending):
             state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
             health = (state.get("Health") or {}).get("Status")
             if health == "healthy":
-                pending.discard(instance)
+                pending.discard(name)
                 continue
             probes = [entry.get("Output", "").strip() for entry in (state.get("Health") or {}).get("Log", [])[-2:]]
             if state.get("Status") != "running" or health == "unhealthy":
                 fail(f"{name} is {state.get('Status')}/{health} (exit {state.get('ExitCode')}); probes: {probes}\n{container_log(name)}")
-            if time.monotonic() - started[instance] > timeouts[instance]:
-                fail(
-                    f"{name} not healthy within deploy_wait_timeout_s {timeouts[instance]} s (status {health}); probes: {probes}\n{container_log(name)}"
-                )
+            if time.monotonic() > deadlines[name]:
+                fail(f"{name} not healthy within {bound or 'its wait'} (status {health}); probes: {probes}\n{container_log(name)}")
         if pending:
             time.sleep(1)
 
@@ -347,15 +345,9 @@ def realize_copy(
     prefix = f"{prefix_base}-{uuid.uuid4().hex[:8]}"
     config_file = root / "config" / "local.toml"
     # The stand-in images (tests/images/tags.txt), never the shipped config's official names.
-    text = point_at_standins(config_file.read_text())
+    text = local_copy_text(config_file.read_text(), prefix)
     if tls is not None:
         text += "\n[tls]\nenabled = true\n"
-    for old, new in (
-        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
-        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
-    ):
-        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
-        text = text.replace(old, new)
     config_file.write_text(text)
     ports = {name: free_port() for name in (*INSTANCES, *EXPORTERS)}
     env = {**base_environment(), **PASSWORDS, **(tls.environ if tls is not None else {})}
@@ -472,7 +464,8 @@ def realize(state: Realized) -> None:
     state.timings["create+start"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    wait_healthy(state, started, {i: int(state.config["healthcheck"]["deploy_wait_timeout_s"]) for i in INSTANCES})
+    timeout_s = int(state.config["healthcheck"]["deploy_wait_timeout_s"])
+    wait_containers_healthy({state.name(i): started[i] + timeout_s for i in INSTANCES}, bound=f"deploy_wait_timeout_s {timeout_s} s")
     state.timings["healthy"] = time.perf_counter() - start
 
 
@@ -489,15 +482,14 @@ def configure_replica_copy(
 ) -> None:
     """local.toml of a project copy: this run's names, published on ``gateway``, one replica per instance on this engine."""
     config_file = root / "config" / "local.toml"
-    text = point_at_standins(config_file.read_text())
-    for old, new in (
-        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
-        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
-        ('bind_address = "127.0.0.1"', f'bind_address = "{gateway}"'),
-        ('endpoint_host = "127.0.0.1"', f'endpoint_host = "{gateway}"'),
-    ):
-        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
-        text = text.replace(old, new, 1)
+    text = local_copy_text(
+        config_file.read_text(),
+        prefix,
+        replacements=(
+            ('bind_address = "127.0.0.1"', f'bind_address = "{gateway}"'),
+            ('endpoint_host = "127.0.0.1"', f'endpoint_host = "{gateway}"'),
+        ),
+    )
     # The "other host" is this engine under its own alias (the replicas reach the primaries at the gateway too).
     for instance in instances:
         text += (

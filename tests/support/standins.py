@@ -70,6 +70,20 @@ def point_at_standins(config_text: str, *, timescale_image: str | None = None, k
     return text
 
 
+def local_copy_text(config_text: str, prefix: str, *, replacements: tuple[tuple[str, str], ...] = ()) -> str:
+    """A project copy's local.toml for one test run: the stand-in images, containers ``<prefix>-*`` and network
+    ``<prefix>-net``, then ``replacements`` (each must be found once: the shipped text changed otherwise)."""
+    text = point_at_standins(config_text)
+    for old, new in (
+        ('name_prefix = "nexanest-local"', f'name_prefix = "{prefix}"'),
+        ('name = "nexanest-db-local"', f'name = "{prefix}-net"'),
+        *replacements,
+    ):
+        assert old in text, f"config/local.toml no longer contains {old!r}: update this test's renaming"
+        text = text.replace(old, new, 1)
+    return text
+
+
 def offline_project(destination: Path) -> Path:
     root = copy_project(destination)
     config = root / "config" / "local.toml"
