@@ -38,8 +38,9 @@ from nexanest_db.config import replication_slot
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.docker_engine import DockerEngine
 from tests.fixtures.pki import make_pki
+from tests.support.e2e_run import record_phases
 from tests.support.local_servers import free_port
-from tests.support.project import REPO_ROOT, copy_project
+from tests.support.project import copy_project
 from tests.support.realizer import (
     NETWORK_FIELDS,
     VOLUME_FIELDS,
@@ -52,6 +53,7 @@ from tests.support.realizer import (
     data_source_values,
     docker,
     fail,
+    port_environment,
     teardown,
     upload_tar,
     wait_containers_healthy,
@@ -62,7 +64,6 @@ STACK = "local-db"
 PRIMARIES = ("postgres", "timescale", "redis")  # the hooks need all three; the exporters are not realized here
 REPLICA = "replica-1"
 ALIAS = "replica-host-local"
-TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"
 
 PASSWORDS = {spec.env_var: f"rp-{spec.name}-pw" for spec in SECRET_SPECS}
 # pgpass needs \ and : escaped: the bootstrap script must get this one right or pg_basebackup cannot log in.
@@ -164,19 +165,14 @@ def tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         env |= pki.environ
         ca_file = work / "ca.pem"
         ca_file.write_text(pki.ca_cert)
-    for instance in PRIMARIES:
-        env[f"{instance.upper()}_PORT"] = str(ports[instance])
-        env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
+    env |= port_environment(ports, PRIMARIES)
     state = Tier(root=root, prefix=prefix, gateway=gateway, ports=ports, env=env, ca_file=ca_file)
     try:
         realize(state)
         yield state
     finally:
         teardown(prefix)
-        summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in state.timings.items())
-        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        with TIMINGS_FILE.open("a") as timings:
-            timings.write(f"local-db with replicas, {request.param} (docker CLI, not a deploy) phases: {summary}\n")
+        record_phases(f"local-db with replicas, {request.param} (docker CLI, not a deploy)", state.timings)
 
 
 def realize(tier: Tier) -> None:

@@ -26,9 +26,10 @@ import pytest
 from nexanest_db.errors import UpgradeError
 from tests.fixtures.upgrade_images import NEVER_READY_LOG, UpgradeImages
 from tests.support.cli_json import json_result
+from tests.support.e2e_run import record_phases
 from tests.support.local_servers import free_port
 from tests.support.project import REPO_ROOT, copy_project
-from tests.support.realizer import INSTANCES, PASSWORDS, TIMINGS_FILE, Realized, base_environment, realize, teardown
+from tests.support.realizer import INSTANCES, PASSWORDS, Realized, base_environment, port_environment, realize, teardown
 from tests.support.standins import local_copy_text
 
 pytestmark = pytest.mark.e2e
@@ -54,10 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, upgrade_images: UpgradeImage
     # PYTHONPATH: the apply command is a module of this checkout's tests/, run from the copy.
     env = {**base_environment(), **PASSWORDS, "PYTHONPATH": str(REPO_ROOT), "NNDB_BACKUP_REPOSITORY": "local"}
     env.pop("NNDB_BACKUP_DIR", None)
-    for instance in INSTANCES:
-        env[f"{instance.upper()}_HOST"] = "127.0.0.1"
-        env[f"{instance.upper()}_PORT"] = str(ports[instance])
-        env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
+    env |= port_environment(ports, INSTANCES, host="127.0.0.1")
     state = Realized(root=root, prefix=prefix, ports=ports, env=env, config=tomllib.loads(text))
     try:
         realize(state)
@@ -65,10 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, upgrade_images: UpgradeImage
         yield state
     finally:
         teardown(prefix)
-        summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in state.timings.items())
-        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        with TIMINGS_FILE.open("a") as timings:
-            timings.write(f"local-db image upgrade (realized, docker CLI) phases: {summary}\n")
+        record_phases("local-db image upgrade (realized, docker CLI)", state.timings)
 
 
 def upgrade(state: Realized, *args: str) -> subprocess.CompletedProcess[str]:

@@ -25,14 +25,14 @@ import psycopg
 
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.toolchain import Toolchain
+from tests.support.e2e_run import record_phases, teardown
 from tests.support.local_servers import free_port
 from tests.support.metrics import SampleNeverSeen, wait_for_sample
-from tests.support.project import REPO_ROOT, copy_project
+from tests.support.project import copy_project
 from tests.support.standins import point_at_standins
 
 INSTANCES = ("postgres", "timescale", "redis")
 EXPORTERS = tuple(f"{instance}-exporter" for instance in INSTANCES)
-TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -266,20 +266,8 @@ class DeployedCopy:
     def teardown(self) -> None:
         """Remove the containers (with anonymous volumes), volumes and network carrying this copy's prefix, nothing else."""
 
-        def listed(*args: str) -> list[str]:
-            out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60).stdout.split()
-            return [name for name in out if name.startswith(self.prefix)]
-
-        for name in listed("ps", "-a", "--filter", f"name={self.prefix}", "--format", "{{.Names}}"):
-            subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=120)
-        for name in listed("network", "ls", "--filter", f"name={self.prefix}", "--format", "{{.Name}}"):
-            subprocess.run(["docker", "network", "rm", name], capture_output=True, timeout=60)
-        for name in listed("volume", "ls", "--filter", f"name={self.prefix}", "--format", "{{.Name}}"):
-            subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, timeout=60)
-        summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in self.timings.items())
-        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        with TIMINGS_FILE.open("a") as timings:
-            timings.write(f"{self.label} phases: {summary}\n")
+        teardown(self.prefix)
+        record_phases(self.label, self.timings)
 
 
 def clean(output: str) -> str:

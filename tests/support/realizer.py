@@ -28,15 +28,15 @@ import redis
 
 from nexanest_db.secrets import SECRET_SPECS
 from tests.fixtures.pki import Pki
+from tests.support.e2e_run import record_phases, teardown
 from tests.support.local_servers import free_port
 from tests.support.metrics import SampleNeverSeen, wait_for_sample
-from tests.support.project import REPO_ROOT, copy_project
+from tests.support.project import copy_project
 from tests.support.standins import local_copy_text
 
 STACK = "local-db"
 INSTANCES = ("postgres", "timescale", "redis")
 EXPORTERS = tuple(f"{instance}-exporter" for instance in INSTANCES)  # container names after the prefix
-TIMINGS_FILE = REPO_ROOT / "benchmarks" / "out" / "e2e-timings.txt"  # scripts/test.sh prints it
 
 # One distinct password per credential the stack has (nexanest_db.secrets.SECRET_SPECS).
 PASSWORDS = {spec.env_var: f"cs-{spec.name}-pw" for spec in SECRET_SPECS}
@@ -337,6 +337,17 @@ def wait_containers_healthy(deadlines: dict[str, float], *, bound: str = "") -> 
             time.sleep(1)
 
 
+def port_environment(ports: dict[str, int], instances: tuple[str, ...], *, host: str | None = None) -> dict[str, str]:
+    """``<INSTANCE>_PORT`` and ``<INSTANCE>_EXPORTER_PORT`` (and ``<INSTANCE>_HOST`` when given) for this run's free ports."""
+    env: dict[str, str] = {}
+    for instance in instances:
+        if host is not None:
+            env[f"{instance.upper()}_HOST"] = host
+        env[f"{instance.upper()}_PORT"] = str(ports[instance])
+        env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
+    return env
+
+
 def realize_copy(
     tmp_path_factory: pytest.TempPathFactory, directory: str, prefix_base: str, *, tls: Pki | None = None
 ) -> Iterator[Realized]:
@@ -351,36 +362,15 @@ def realize_copy(
     config_file.write_text(text)
     ports = {name: free_port() for name in (*INSTANCES, *EXPORTERS)}
     env = {**base_environment(), **PASSWORDS, **(tls.environ if tls is not None else {})}
-    for instance in INSTANCES:
-        env[f"{instance.upper()}_HOST"] = "127.0.0.1"
-        env[f"{instance.upper()}_PORT"] = str(ports[instance])
-        env[f"{instance.upper()}_EXPORTER_PORT"] = str(ports[f"{instance}-exporter"])
+    env |= port_environment(ports, INSTANCES, host="127.0.0.1")
     state = Realized(root=root, prefix=prefix, ports=ports, env=env, config=tomllib.loads(text))
     try:
         realize(state)
         yield state
     finally:
         teardown(prefix)
-        summary = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in state.timings.items())
-        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        with TIMINGS_FILE.open("a") as timings:
-            label = "local-db container specs with TLS" if tls is not None else "local-db container specs"
-            timings.write(f"{label} (docker CLI, not a deploy) phases: {summary}\n")
-
-
-def teardown(prefix: str) -> None:
-    """Remove the containers (with anonymous volumes), network and volumes named with this run's prefix, nothing else."""
-
-    def listed(*args: str) -> list[str]:
-        out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60).stdout.split()
-        return [name for name in out if name.startswith(prefix)]
-
-    for name in listed("ps", "-a", "--filter", f"name={prefix}", "--format", "{{.Names}}"):
-        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=120)
-    for name in listed("network", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}"):
-        subprocess.run(["docker", "network", "rm", name], capture_output=True, timeout=60)
-    for name in listed("volume", "ls", "--filter", f"name={prefix}", "--format", "{{.Name}}"):
-        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, timeout=60)
+        label = "local-db container specs with TLS" if tls is not None else "local-db container specs"
+        record_phases(f"{label} (docker CLI, not a deploy)", state.timings)
 
 
 def realize(state: Realized) -> None:
